@@ -1,0 +1,43 @@
+# The Layer Norm book. The two commands a reader needs:
+#   make book   set up .venv (first time only) and build the site into _build/html
+#   make test   set up .venv (first time only) and run the whole test suite
+# Both are idempotent: the environment is reinstalled only when requirements.txt
+# changes, and notebooks are re-executed only when they change.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: book test bench linkcheck lint clean env
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	@touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is in _build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+	@echo "Test report above; the built book is in _build/html/index.html"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+	@echo "Benchmark results are in benchmarks/results/"
+
+# External links need a network, so this is not part of `make test`.
+linkcheck: $(STAMP)
+	$(BIN)/jupyter-book build . --builder linkcheck
+	@echo "Link check report: _build/linkcheck/output.txt"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf _build

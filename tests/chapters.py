@@ -40,10 +40,4 @@ def toc_files() -> list[str]:
 
 def chapter_notebooks() -> list[Path]:
     """The chapter notebooks listed in _toc.yml, in reading order."""
-    paths = []
-    for entry in toc_files():
-        path = REPO_ROOT / f"{entry}.ipynb"
-        if entry.startswith("notebooks/"):
-            assert path.exists(), f"_toc.yml lists {entry} but {path} does not exist"
-            paths.append(path)
-    return paths
+    return [REPO_ROOT / f"{entry}.ipynb" for entry in toc_files() if entry.startswith("notebooks/")]

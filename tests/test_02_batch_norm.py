@@ -1,0 +1,268 @@
+"""Tests for chapter 2 (batch norm from scratch): the `library` code of 02_batch_norm.ipynb."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from notebook_library import chapter_path, load_chapter, load_library
+from torch import nn
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+@pytest.fixture(scope="module")
+def ch():
+    return load_chapter(2)
+
+
+def _reference(shape, **kwargs):
+    return (nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d)(shape[1], **kwargs)
+
+
+def test_public_names(ch):
+    for name in ("BatchNorm", "batch_norm_backward", "make_mlp", "train", "load_digits_tensors",
+                 "check_running_update", "check_batch_norm_backward", "check_folded_linear"):
+        assert hasattr(ch, name), name
+
+
+def test_library_cells_print_nothing(capsys):
+    load_library(chapter_path(2), module_name="chapter_02_print_check")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+@st.composite
+def bn_cases(draw):
+    rank = draw(st.sampled_from([2, 3, 4]))
+    n = draw(st.integers(2, 6))
+    c = draw(st.integers(1, 5))
+    spatial = draw(st.lists(st.integers(1, 4), min_size=rank - 2, max_size=rank - 2))
+    momentum = draw(st.sampled_from([0.1, 0.3, 0.0, 1.0, None]))
+    affine = draw(st.booleans())
+    track = draw(st.booleans())
+    eps = draw(st.sampled_from([1e-5, 1e-3, 0.1]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return (n, c, *spatial), momentum, affine, track, eps, seed
+
+
+@SETTINGS
+@given(case=bn_cases())
+def test_parity_train_eval_and_buffers(ch, case):
+    shape, momentum, affine, track, eps, seed = case
+    g = torch.Generator().manual_seed(seed)
+    kwargs = dict(eps=eps, momentum=momentum, affine=affine, track_running_stats=track)
+    ref = _reference(shape, **kwargs)
+    ours = ch.BatchNorm(shape[1], **kwargs)
+    if affine:
+        with torch.no_grad():
+            ref.weight.copy_(torch.randn(shape[1], generator=g))
+            ref.bias.copy_(torch.randn(shape[1], generator=g))
+    ours.load_state_dict(ref.state_dict())
+    for _ in range(4):
+        x = torch.randn(shape, generator=g) * 2 + 1
+        torch.testing.assert_close(ours(x), ref(x))
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    for name, value in ref.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], value, msg=name)
+    if track:
+        assert int(ours.num_batches_tracked) == 4
+    ours.eval(), ref.eval()
+    x = torch.randn(shape, generator=g) * 2 + 1
+    torch.testing.assert_close(ours(x), ref(x))
+
+
+def test_momentum_none_is_cumulative_average(ch):
+    g = torch.Generator().manual_seed(0)
+    bn = ch.BatchNorm(3, momentum=None)
+    xs = [torch.randn(5, 3, 4, generator=g) + 2 for _ in range(6)]
+    for x in xs:
+        bn(x)
+    torch.testing.assert_close(bn.running_mean, torch.stack([x.mean((0, 2)) for x in xs]).mean(0))
+    torch.testing.assert_close(bn.running_var, torch.stack([x.var((0, 2)) for x in xs]).mean(0))
+    assert int(bn.num_batches_tracked) == 6
+
+
+def test_running_var_is_unbiased(ch):
+    x = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(1))
+    bn = ch.BatchNorm(2, momentum=1.0)
+    bn(x)
+    torch.testing.assert_close(bn.running_var, x.var((0, 2), correction=1))
+    torch.testing.assert_close(bn.running_mean, x.mean((0, 2)))
+
+
+def test_without_running_stats_eval_uses_batch_statistics(ch):
+    bn = ch.BatchNorm(3, track_running_stats=False).eval()
+    assert bn.running_mean is None and bn.running_var is None and bn.num_batches_tracked is None
+    assert set(bn.state_dict()) == {"weight", "bias"}
+    x = torch.randn(7, 3) * 4 + 3
+    torch.testing.assert_close(bn(x), F.batch_norm(x, None, None, bn.weight, bn.bias, training=True))
+    torch.testing.assert_close(bn(x).mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_state_dict_interchange_both_ways(ch):
+    ref = nn.BatchNorm2d(4)
+    with torch.no_grad():
+        ref.weight.normal_(), ref.bias.normal_()
+    for _ in range(3):
+        ref(torch.randn(3, 4, 2, 2) + 1)
+    ours = ch.BatchNorm(4)
+    ours.load_state_dict(ref.state_dict())  # strict
+    for _ in range(2):
+        ours(torch.randn(3, 4, 2, 2))
+    back = nn.BatchNorm2d(4)
+    back.load_state_dict(ours.state_dict())  # strict
+    assert int(back.num_batches_tracked) == 5
+    assert ours.num_batches_tracked.dtype == torch.long
+    assert [n for n, _ in ours.named_parameters()] == ["weight", "bias"]
+    assert [n for n, _ in ours.named_buffers()] == ["running_mean", "running_var", "num_batches_tracked"]
+
+
+def test_running_stats_have_no_autograd_history(ch):
+    bn = ch.BatchNorm(3)
+    x = torch.randn(6, 3, requires_grad=True)
+    bn(x).sum().backward()
+    bn(x * 2).sum().backward()  # a second step must not reach into the first graph
+    for name, buffer in bn.named_buffers():
+        assert buffer.grad_fn is None and not buffer.requires_grad, name
+
+
+@SETTINGS
+@given(rank=st.sampled_from([2, 3, 4]), use_weight=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_hand_backward_equals_autograd(ch, rank, use_weight, seed):
+    g = torch.Generator().manual_seed(seed)
+    shape = (4, 3, 5, 2)[:rank]
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) * 3 + 1).requires_grad_()
+    dy = torch.randn(shape, generator=g, dtype=torch.float64)
+    weight = torch.randn(3, generator=g, dtype=torch.float64).requires_grad_() if use_weight else None
+    bias = torch.randn(3, generator=g, dtype=torch.float64).requires_grad_()
+    y = F.batch_norm(x, None, None, weight, bias, training=True, eps=1e-5)
+    inputs = [x, bias] + ([weight] if use_weight else [])
+    grads = torch.autograd.grad(y, inputs, dy)
+    dx, dweight, dbias = ch.batch_norm_backward(dy, x.detach(), None if weight is None else weight.detach(), 1e-5)
+    torch.testing.assert_close(dx, grads[0], rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(dbias, grads[1], rtol=1e-9, atol=1e-11)
+    if use_weight:
+        torch.testing.assert_close(dweight, grads[2], rtol=1e-9, atol=1e-11)
+
+
+def test_module_gradcheck(ch):
+    bn = ch.BatchNorm(2, dtype=torch.float64)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(bn, (x,))
+
+
+def test_examples_are_coupled_in_training_only(ch):
+    bn = ch.BatchNorm(2, dtype=torch.float64)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(bn, x)
+    assert jac[0, 0, 1, 0].abs() > 1e-6  # example 1's input moves example 0's output
+    bn.eval()
+    jac = torch.autograd.functional.jacobian(bn, x)
+    assert jac[0, 0, 1, 0] == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "shape", "words"),
+    [
+        (lambda m: m, (8, 4), "channels"),
+        (lambda m: m, (8, 3, 2, 2, 2), "5-D"),
+        (lambda m: m, (3,), "1-D"),
+        (lambda m: m, (1, 3), "1 value per channel"),
+        (lambda m: m, (1, 3, 1, 1), "1 value per channel"),
+        (lambda m: m.eval(), (8, 5), "channels"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(ch, make, shape, words):
+    with pytest.raises(ValueError, match=words):
+        make(ch.BatchNorm(3))(torch.randn(shape))
+
+
+def test_single_example_is_fine_when_defined(ch):
+    ch.BatchNorm(3)(torch.randn(1, 3, 4))  # 4 values per channel in training
+    ch.BatchNorm(3).eval()(torch.randn(1, 3))  # running statistics
+    with pytest.raises(ValueError, match="1 value per channel"):  # batch statistics in eval
+        ch.BatchNorm(3, track_running_stats=False).eval()(torch.randn(1, 3))
+
+
+def test_make_mlp_variants(ch):
+    x = torch.randn(5, 64)
+    for variant in ("plain", "he init", "batch norm"):
+        assert ch.make_mlp(depth=3, width=8, variant=variant)(x).shape == (5, 10)
+    assert sum(isinstance(m, ch.BatchNorm) for m in ch.make_mlp(depth=3, variant="batch norm")) == 3
+    with pytest.raises(ValueError, match="variant"):
+        ch.make_mlp(variant="group norm")
+
+
+def _good_update(running_mean, running_var, count, x, momentum):
+    with torch.no_grad():
+        dims = [0, *range(2, x.dim())]
+        m = x.numel() // x.shape[1]
+        count = count + 1
+        f = 1.0 / float(count) if momentum is None else momentum
+        return ((1 - f) * running_mean + f * x.mean(dims),
+                (1 - f) * running_var + f * x.var(dims, correction=0) * m / (m - 1), count)
+
+
+def test_check_running_update_accepts_right_and_reports_wrong(ch, capsys):
+    assert all(ch.check_running_update(_good_update, verbose=False).values())
+
+    def biased(rm, rv, c, x, momentum):  # forgets Bessel's correction
+        with torch.no_grad():
+            dims = [0, *range(2, x.dim())]
+            f = 1.0 / float(c + 1) if momentum is None else momentum
+            return (1 - f) * rm + f * x.mean(dims), (1 - f) * rv + f * x.var(dims, correction=0), c + 1
+
+    result = ch.check_running_update(biased)
+    assert not all(result.values())
+    assert "FAIL" in capsys.readouterr().out
+
+    def keras_momentum(rm, rv, c, x, momentum):  # uses momentum the Keras way round
+        return _good_update(rm, rv, c, x, None if momentum is None else 1 - momentum)
+
+    assert not all(ch.check_running_update(keras_momentum, verbose=False).values())
+
+    def with_graph(rm, rv, c, x, momentum):  # builds autograd history
+        dims = [0, *range(2, x.dim())]
+        m = x.numel() // x.shape[1]
+        f = 1.0 / float(c + 1) if momentum is None else momentum
+        return ((1 - f) * rm + f * x.mean(dims),
+                (1 - f) * rv + f * x.var(dims, correction=0) * m / (m - 1), c + 1)
+
+    result = ch.check_running_update(with_graph, verbose=False)
+    assert not result["no autograd history"]
+
+    def broken(*args):
+        raise RuntimeError("not implemented")
+
+    assert not any(ch.check_running_update(broken, verbose=False).values())  # reports, no raise
+
+
+def test_check_batch_norm_backward_accepts_right_and_reports_wrong(ch):
+    assert all(ch.check_batch_norm_backward(ch.batch_norm_backward, verbose=False).values())
+
+    def divides_by_n(dy, x, weight, eps):  # normalizes the sums by N instead of m
+        dx, dw, db = ch.batch_norm_backward(dy, x, weight, eps)
+        return dx * (x.numel() // x.shape[1]) / x.shape[0], dw, db
+
+    result = ch.check_batch_norm_backward(divides_by_n, verbose=False)
+    assert any(result.values()) and not all(result.values())  # 2-D passes, others fail
+    assert not any(ch.check_batch_norm_backward(lambda *a: None, verbose=False).values())
+
+
+def test_check_folded_linear_accepts_right_and_reports_wrong(ch):
+    def fold(linear, bn):
+        with torch.no_grad():
+            gamma = bn.weight if bn.affine else torch.ones_like(bn.running_mean)
+            beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+            b = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+            s = gamma / torch.sqrt(bn.running_var + bn.eps)
+            out = nn.Linear(linear.in_features, linear.out_features, dtype=linear.weight.dtype)
+            out.weight.copy_(s[:, None] * linear.weight)
+            out.bias.copy_(s * (b - bn.running_mean) + beta)
+        return out
+
+    assert all(ch.check_folded_linear(fold, verbose=False).values())
+    assert not any(ch.check_folded_linear(lambda linear, bn: linear, verbose=False).values())

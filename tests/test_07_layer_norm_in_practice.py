@@ -1,0 +1,290 @@
+"""Tests for chapter 7 (layer norm at work): the `library` code of 07_layer_norm_in_practice.ipynb."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from notebook_library import chapter_path, load_chapter, load_library
+from torch import nn
+
+ch = load_chapter(7)
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+def test_public_names():
+    for name in ("LNLSTMCell", "LNLSTM", "CharLSTM", "RMSNorm", "rms_norm", "TransformerLM", "Block",
+                 "load_text", "CharVocab", "split_data", "get_batch", "train_lm", "evaluate",
+                 "ffn_gradient_norms", "generate", "check_my_rms_norm", "check_my_ln_lstm_step"):
+        assert hasattr(ch, name), name
+
+
+def test_library_cells_print_nothing(capsys):
+    load_library(chapter_path(7), module_name="chapter_07_print_check")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# --- LN-LSTM --------------------------------------------------------------------------
+
+@SETTINGS
+@given(n_in=st.integers(1, 6), H=st.integers(1, 8), B=st.integers(1, 4), T=st.integers(1, 6),
+       batch_first=st.booleans(), with_state=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_ln_lstm_without_norm_is_torch_lstm(n_in, H, B, T, batch_first, with_state, seed):
+    torch.manual_seed(seed)
+    reference = nn.LSTM(n_in, H, batch_first=batch_first).double()
+    ours = ch.LNLSTM(n_in, H, layer_norm=False, batch_first=batch_first).double().load_from_lstm(reference)
+    x = torch.randn((B, T, n_in) if batch_first else (T, B, n_in), dtype=torch.float64)
+    state = (torch.randn(1, B, H, dtype=torch.float64), torch.randn(1, B, H, dtype=torch.float64)) \
+        if with_state else None
+    out, (h, c) = ours(x, state)
+    expected_out, (expected_h, expected_c) = reference(x, state)
+    assert out.shape == expected_out.shape and h.shape == (1, B, H) and c.shape == (1, B, H)
+    torch.testing.assert_close(out, expected_out)
+    torch.testing.assert_close(h, expected_h)
+    torch.testing.assert_close(c, expected_c)
+
+
+def test_ln_lstm_cell_without_norm_is_torch_lstm_cell():
+    torch.manual_seed(0)
+    reference = nn.LSTMCell(5, 7).double()
+    cell = ch.LNLSTMCell(5, 7, layer_norm=False).double()
+    with torch.no_grad():
+        cell.weight_ih.copy_(reference.weight_ih)
+        cell.weight_hh.copy_(reference.weight_hh)
+        cell.bias.copy_(reference.bias_ih + reference.bias_hh)
+    x, h, c = (torch.randn(3, n, dtype=torch.float64) for n in (5, 7, 7))
+    for got, expected in zip(cell(x, (h, c)), reference(x, (h, c)), strict=True):
+        torch.testing.assert_close(got, expected)
+
+
+def _manual_ln_lstm_step(cell, x, h, c):
+    def ln(a, gain, bias):
+        mean = a.mean(-1, keepdim=True)
+        var = ((a - mean) ** 2).mean(-1, keepdim=True)
+        return (a - mean) / torch.sqrt(var + cell.eps) * gain + bias
+
+    a = ln(x @ cell.weight_ih.T, cell.gain_x, cell.bias_x) + ln(h @ cell.weight_hh.T, cell.gain_h, cell.bias_h)
+    i, f, g, o = (a + cell.bias).chunk(4, -1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(ln(c, cell.gain_c, cell.bias_c)), c
+
+
+def test_ln_lstm_cell_follows_the_papers_equations():
+    torch.manual_seed(3)
+    cell = ch.LNLSTMCell(4, 6).double()
+    with torch.no_grad():
+        for name, p in cell.named_parameters():
+            if name.startswith(("gain", "bias_")):
+                p.uniform_(-1.5, 1.5)
+    x, h, c = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64), \
+        torch.randn(5, 6, dtype=torch.float64)
+    for got, expected in zip(cell(x, (h, c)), _manual_ln_lstm_step(cell, x, h, c), strict=True):
+        torch.testing.assert_close(got, expected)
+    # six separate normalisation parameters: gains/biases for W_x x, W_h h (4H) and c (H)
+    shapes = {n: tuple(p.shape) for n, p in cell.named_parameters()}
+    assert shapes["gain_x"] == shapes["gain_h"] == shapes["bias_x"] == shapes["bias_h"] == (24,)
+    assert shapes["gain_c"] == shapes["bias_c"] == (6,)
+
+
+def test_ln_lstm_is_invariant_to_input_scale():
+    torch.manual_seed(1)
+    cell = ch.LNLSTMCell(3, 5, eps=0.0).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    h, c = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    for a, b in zip(cell(x, (h, c)), cell(37.0 * x, (h, c)), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_ln_lstm_shapes_and_batch_first():
+    torch.manual_seed(0)
+    model = ch.LNLSTM(3, 8, batch_first=True)
+    out, (h, c) = model(torch.randn(2, 9, 3))
+    assert out.shape == (2, 9, 8) and h.shape == (1, 2, 8) and c.shape == (1, 2, 8)
+    torch.testing.assert_close(out[:, -1], h[0])
+    lm = ch.CharLSTM(11, hidden_size=8, embed_size=4)
+    assert lm(torch.randint(0, 11, (2, 5))).shape == (2, 5, 11)
+
+
+def test_ln_lstm_gradcheck_float64():
+    torch.manual_seed(0)
+    cell = ch.LNLSTMCell(3, 2).double()
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, h, c: cell(x, (h, c)), (x, h, c))
+    model = ch.LNLSTM(2, 2).double()
+    seq = torch.randn(3, 1, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda s: model(s)[0], (seq,))
+
+
+def test_ln_lstm_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    model = ch.LNLSTM(3, 4, batch_first=True)
+    model(torch.randn(2, 5, 3))[0].pow(2).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_ln_lstm_bad_input():
+    with pytest.raises(ValueError, match="3-D"):
+        ch.LNLSTM(3, 4)(torch.randn(5, 3))
+    with pytest.raises(ValueError, match="input of shape"):
+        ch.LNLSTMCell(3, 4)(torch.randn(2, 5))
+    with pytest.raises(ValueError, match="single-layer"):
+        ch.LNLSTM(3, 4, layer_norm=False).load_from_lstm(nn.LSTM(3, 4, num_layers=2))
+
+
+# --- RMSNorm ---------------------------------------------------------------------------
+
+@SETTINGS
+@given(lead=st.lists(st.integers(1, 4), min_size=0, max_size=2),
+       normalized=st.lists(st.integers(1, 6), min_size=1, max_size=2),
+       eps=st.sampled_from([None, 1e-6, 1e-2, 0.5]), affine=st.booleans(),
+       dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 2**31 - 1))
+def test_rms_norm_matches_torch(lead, normalized, eps, affine, dtype, seed):
+    torch.manual_seed(seed)
+    ns = normalized[0] if len(normalized) == 1 else tuple(normalized)
+    ours, theirs = ch.RMSNorm(ns, eps, affine).to(dtype), nn.RMSNorm(ns, eps, affine).to(dtype)
+    if affine:
+        with torch.no_grad():
+            ours.weight.normal_()
+            theirs.weight.copy_(ours.weight)
+    x = (torch.randn(tuple(lead + normalized), dtype=dtype) * 3 + 1).requires_grad_()
+    y, expected = ours(x), theirs(x)
+    assert y.shape == x.shape and y.dtype == dtype
+    tol = {} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(y, expected, **tol)
+    dy = torch.randn_like(y)
+    got = torch.autograd.grad(y, [x] + list(ours.parameters()), dy)
+    want = torch.autograd.grad(expected, [x] + list(theirs.parameters()), dy)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_rms_norm_default_eps_is_dtype_eps():
+    x = torch.full((2, 4), 1e-5, dtype=torch.float64)
+    torch.testing.assert_close(ch.rms_norm(x, 4), F.rms_norm(x, (4,)))
+    assert ch.RMSNorm(4).eps is None and ch.RMSNorm(4, elementwise_affine=False).weight is None
+
+
+def test_rms_norm_is_layer_norm_on_zero_mean_inputs():
+    x = torch.randn(5, 12, dtype=torch.float64)
+    x = x - x.mean(-1, keepdim=True)
+    torch.testing.assert_close(ch.rms_norm(x, 12, eps=1e-5), F.layer_norm(x, (12,), eps=1e-5))
+
+
+def test_rms_norm_gradcheck_float64():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: ch.rms_norm(x, 5, w, 1e-3), (x, w))
+
+
+def test_rms_norm_half_precision_keeps_dtype():
+    x = torch.randn(4, 64, dtype=torch.bfloat16) * 100
+    y = ch.RMSNorm(64).to(torch.bfloat16)(x)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), F.rms_norm(x.float(), (64,)), rtol=2e-2, atol=2e-2)
+
+
+def test_rms_norm_bad_input():
+    with pytest.raises(ValueError, match="normalized_shape"):
+        ch.RMSNorm(8)(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        ch.rms_norm(torch.randn(4), (2, 4))
+    with pytest.raises(TypeError, match="floating-point"):
+        ch.RMSNorm(4)(torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(TypeError, match="tensor"):
+        ch.rms_norm([1.0, 2.0], 2)
+    with pytest.raises(ValueError, match="eps"):
+        ch.RMSNorm(4, eps=-1.0)
+    with pytest.raises(ValueError, match="normalized_shape"):
+        ch.RMSNorm(())
+    with pytest.raises(ValueError, match="weight"):
+        ch.rms_norm(torch.randn(2, 4), 4, torch.ones(3))
+
+
+# --- Transformer ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("position", ["pre", "post"])
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+def test_transformer_shapes_and_causality(position, norm):
+    torch.manual_seed(0)
+    model = ch.TransformerLM(13, d_model=16, n_layers=2, n_heads=2, context=8,
+                             norm_position=position, norm=norm).eval()
+    idx = torch.randint(0, 13, (2, 8))
+    logits = model(idx)
+    assert logits.shape == (2, 8, 13)
+    changed = idx.clone()
+    changed[:, 5] = (changed[:, 5] + 1) % 13
+    torch.testing.assert_close(model(changed)[:, :5], logits[:, :5])  # the future is not seen
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert ("RMSNorm" in kinds) == (norm == "rms") and ("LayerNorm" in kinds) == (norm == "layer")
+    assert len(ch.ffn_gradient_norms(model, idx, idx)) == 2
+
+
+def test_transformer_bad_arguments():
+    with pytest.raises(ValueError, match="norm_position"):
+        ch.TransformerLM(5, d_model=8, n_heads=2, norm_position="middle")
+    with pytest.raises(ValueError, match="norm"):
+        ch.TransformerLM(5, d_model=8, n_heads=2, norm="batch")
+    with pytest.raises(ValueError, match="context"):
+        ch.TransformerLM(5, d_model=8, n_heads=2, context=4)(torch.zeros(1, 5, dtype=torch.long))
+
+
+def test_char_data_helpers():
+    vocab = ch.CharVocab("hello world")
+    ids = vocab.encode("low")
+    assert vocab.decode(ids) == "low" and len(vocab) == 8
+    with pytest.raises(ValueError, match="vocabulary"):
+        vocab.encode("xyz")
+    x, y = ch.get_batch(torch.arange(100), 3, 10, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (3, 10)
+    torch.testing.assert_close(x[:, 1:], y[:, :-1])
+    assert ch.lr_at(0, 1.0, 4) == 0.25 and ch.lr_at(10, 1.0, 4) == 1.0
+
+
+# --- exercise checkers -----------------------------------------------------------------
+
+def good_rms(x, weight, eps):
+    return F.rms_norm(x, x.shape[-1:], weight, eps)
+
+
+@pytest.mark.parametrize(
+    ("fn", "failing"),
+    [
+        (lambda x, w, eps: F.layer_norm(x, x.shape[-1:], w, None, eps), {"values", "eps", "gradients"}),
+        (lambda x, w, eps: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps) * w,
+         {"values", "eps", "gradients"}),
+        (lambda x, w, eps: x / torch.sqrt(x.detach().pow(2).mean(-1, keepdim=True) + eps) * w, {"gradients"}),
+        (lambda x, w, eps: 1 / 0, {"values", "eps", "gradients"}),
+    ],
+)
+def test_rms_checker_reports_wrong_answers(fn, failing, capsys):
+    assert all(ch.check_my_rms_norm(good_rms, verbose=False).values())
+    report = ch.check_my_rms_norm(fn)  # must not raise
+    assert {k for k, ok in report.items() if not ok} == failing
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_ln_lstm_checker():
+    assert all(ch.check_my_ln_lstm_step(_manual_ln_lstm_step, verbose=False).values())
+
+    def joint_norm(cell, x, h, c):
+        a = F.layer_norm(x @ cell.weight_ih.T + h @ cell.weight_hh.T, (24,), cell.gain_x, cell.bias_x, cell.eps)
+        i, f, g, o = (a + cell.bias).chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(F.layer_norm(c, (6,), cell.gain_c, cell.bias_c, cell.eps)), c
+
+    def normalized_carry(cell, x, h, c):
+        h, c = _manual_ln_lstm_step(cell, x, h, c)
+        return h, F.layer_norm(c, (6,), cell.gain_c, cell.bias_c, cell.eps)
+
+    assert not any(ch.check_my_ln_lstm_step(joint_norm, verbose=False).values())
+    report = ch.check_my_ln_lstm_step(normalized_carry, verbose=False)
+    assert report["hidden state h_t"] and not report["cell state c_t"]
+    assert not any(ch.check_my_ln_lstm_step(lambda *a: None, verbose=False).values())

@@ -8,12 +8,15 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Names each chapter's `library` cells must define (DESIGN.md, notebook conventions).
+# Names each chapter's `library` cells must define (CONTRIBUTING.md, notebook conventions).
 PUBLIC_NAMES = {
     "01_why_normalize": ["DeepMLP", "activation_statistics", "gradient_norms", "load_digits_data"],
-    "02_batch_norm": ["BatchNorm"],
+    "02_batch_norm": ["BatchNorm", "batch_norm_backward"],
+    "03_batch_norm_limits": ["StepwiseBatchNorm", "SyncedBatchNorm", "run_data_parallel"],
+    "04_layer_norm": ["layer_norm_reference", "layer_norm_backward", "invariance_table"],
     "05_layer_norm_pytorch": ["LayerNorm", "layer_norm"],
     "06_fast_layer_norm": ["triton_layer_norm"],
+    "07_layer_norm_in_practice": ["LNLSTMCell", "LNLSTM", "RMSNorm", "TransformerLM"],
 }
 
 

@@ -1,6 +1,6 @@
 """Load the `library` cells of a chapter notebook as if they were a module.
 
-DESIGN.md's contract: the code cells of a chapter tagged ``library`` hold the
+CONTRIBUTING.md's contract: the code cells of a chapter tagged ``library`` hold the
 chapter's reusable definitions. Run in order in a fresh namespace they define
 the chapter's public names, print nothing and run no experiment. Tests import
 a chapter's code through :func:`load_chapter`.

@@ -1,4 +1,4 @@
-"""The `library` cell contract of DESIGN.md, for every chapter in _toc.yml.
+"""The `library` cell contract of CONTRIBUTING.md, for every chapter in _toc.yml.
 
 Running a chapter's `library` cells in order, in a fresh namespace, defines the
 chapter's public names, prints nothing, draws nothing and runs no experiment.

@@ -11,7 +11,7 @@ from chapters import REPO_ROOT, chapter_notebooks, toc_files
 
 ALL_NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
-# What a fresh Colab runtime has besides the standard library (DESIGN.md).
+# What a fresh Colab runtime has besides the standard library (CONTRIBUTING.md).
 COLAB_MODULES = {"torch", "numpy", "matplotlib", "tqdm", "sklearn", "triton"}
 
 

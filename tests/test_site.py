@@ -549,7 +549,11 @@ def test_search_finds_variance(browser, site):
         field_.fill("variance")
         field_.press("Enter")
         page.wait_for_url("**/search.html?q=variance*")
-        page.locator("#search-results ul.search li").first.wait_for(timeout=30_000)
+        # Sphinx lists results one by one; its summary line appears when all are in.
+        page.wait_for_function(
+            "() => (document.querySelector('#search-results p.search-summary')?.innerText || '') !== ''",
+            timeout=30_000,
+        )
         results = page.eval_on_selector_all(
             "#search-results ul.search li a", "els => els.map(e => e.getAttribute('href'))")
         problems = audit(load)

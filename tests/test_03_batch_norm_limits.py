@@ -14,16 +14,6 @@ def ch():
     return load_chapter(3)
 
 
-def test_public_names(ch):
-    for name in ["load_digits_split", "make_mlp", "evaluate", "train_mlp", "class_pair_batches",
-                 "StepwiseBatchNorm", "RecurrentClassifier", "digit_rows", "train_rnn",
-                 "EnsembleMLP", "train_ensemble", "AllReduceSum", "sync_batch_norm_stats",
-                 "SyncedBatchNorm", "run_data_parallel", "run_single_process",
-                 "ensemble_accuracy", "counted_all_reduce", "check_merge_statistics",
-                 "check_sync_bytes"]:
-        assert hasattr(ch, name), name
-
-
 def test_loading_runs_no_experiment(ch):
     # The library cells define things only: no worker processes, no collectives.
     assert multiprocessing.active_children() == []

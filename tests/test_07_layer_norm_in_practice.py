@@ -7,25 +7,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from notebook_library import chapter_path, load_chapter, load_library
+from notebook_library import load_chapter
 from torch import nn
 
 ch = load_chapter(7)
 
 SETTINGS = settings(max_examples=25, deadline=None)
-
-
-def test_public_names():
-    for name in ("LNLSTMCell", "LNLSTM", "CharLSTM", "RMSNorm", "rms_norm", "TransformerLM", "Block",
-                 "load_text", "CharVocab", "split_data", "get_batch", "train_lm", "evaluate",
-                 "ffn_gradient_norms", "generate", "check_my_rms_norm", "check_my_ln_lstm_step"):
-        assert hasattr(ch, name), name
-
-
-def test_library_cells_print_nothing(capsys):
-    load_library(chapter_path(7), module_name="chapter_07_print_check")
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
 
 
 # --- LN-LSTM --------------------------------------------------------------------------

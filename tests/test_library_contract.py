@@ -41,30 +41,29 @@ def test_library_cells_define_public_names_quietly(path):
     assert not missing, f"{path.name}: library cells do not define {missing}"
 
 
-def test_loader_rejects_ipython_syntax(tmp_path):
+def write_notebook(path, library_cells, other_cells=()):
+    """A notebook whose first cells are tagged `library`, followed by untagged ones."""
     import nbformat
 
     notebook = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("%matplotlib inline\nx = 1")
-    cell.metadata["tags"] = ["library"]
-    notebook.cells.append(cell)
-    path = tmp_path / "99_magic.ipynb"
+    for source in library_cells:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"] = ["library"]
+        notebook.cells.append(cell)
+    notebook.cells.extend(nbformat.v4.new_code_cell(source) for source in other_cells)
     nbformat.write(notebook, path)
+    return path
+
+
+def test_loader_rejects_ipython_syntax(tmp_path):
+    path = write_notebook(tmp_path / "99_magic.ipynb", ["%matplotlib inline\nx = 1"])
     with pytest.raises(LibraryCellError, match="IPython syntax"):
         load_library(path)
 
 
 def test_loader_names_the_failing_cell(tmp_path):
-    import nbformat
-
-    notebook = nbformat.v4.new_notebook()
-    for source in ["x = 1", "y = undefined_name"]:
-        cell = nbformat.v4.new_code_cell(source)
-        cell.metadata["tags"] = ["library"]
-        notebook.cells.append(cell)
-    notebook.cells.append(nbformat.v4.new_code_cell("raise SystemExit('not a library cell')"))
-    path = tmp_path / "98_broken.ipynb"
-    nbformat.write(notebook, path)
+    path = write_notebook(tmp_path / "98_broken.ipynb", ["x = 1", "y = undefined_name"],
+                          ["raise SystemExit('not a library cell')"])
     with pytest.raises(LibraryCellError, match="library cell 1 failed"):
         load_library(path)
 
@@ -73,14 +72,7 @@ def test_loader_makes_source_inspectable(tmp_path):
     """triton.jit and tracebacks read a function's source through inspect."""
     import inspect
 
-    import nbformat
-
-    notebook = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("def twice(x):\n    return 2 * x\n")
-    cell.metadata["tags"] = ["library"]
-    notebook.cells.append(cell)
-    path = tmp_path / "97_inspect.ipynb"
-    nbformat.write(notebook, path)
+    path = write_notebook(tmp_path / "97_inspect.ipynb", ["def twice(x):\n    return 2 * x\n"])
     module = load_library(path)
     assert module.twice(3) == 6
     assert "return 2 * x" in inspect.getsource(module.twice)

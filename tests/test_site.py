@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import chapters
 import pytest
-import yaml
 from chapters import REPO_ROOT, book_config
 
 pytestmark = pytest.mark.browser
@@ -66,20 +66,7 @@ TOC = Path(os.environ.get("SITE_TOC", REPO_ROOT / "_toc.yml"))
 
 
 def toc_files() -> list[str]:
-    """Every file listed in the toc (without suffix), root first, in reading order."""
-    toc = yaml.safe_load(TOC.read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return files
+    return chapters.toc_files(TOC)
 
 
 CHAPTERS = [entry.removeprefix("notebooks/") for entry in toc_files()

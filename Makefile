@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test bench linkcheck lint clean env
+.PHONY: book test bench linkcheck lint clean env shared-cells
 
 env: $(STAMP)
 
@@ -20,7 +20,8 @@ $(STAMP): requirements.txt constraints.txt
 	@touch $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python -m booktools build
+	@$(BIN)/python -m booktools.execution
 	@echo "The book is in _build/html/index.html"
 
 test: $(STAMP)
@@ -28,7 +29,7 @@ test: $(STAMP)
 	@echo "Test report above; the built book is in _build/html/index.html"
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks.run
 	@echo "Benchmark results are in benchmarks/results/"
 
 # External links need a network, so this is not part of `make test`. Notebooks come
@@ -46,6 +47,10 @@ linkcheck: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Rewrite every copy of a shared cell (cell tag shared:<key>) from its source chapter.
+shared-cells: $(STAMP)
+	$(BIN)/python -m booktools.shared_cells --write
 
 clean:
 	rm -rf _build

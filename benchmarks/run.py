@@ -1,7 +1,7 @@
 """Benchmark layer norm implementations side by side and record the results as JSON.
 
-    .venv/bin/python benchmarks/run.py            # what `make bench` runs
-    .venv/bin/python benchmarks/run.py --quick    # a smoke test in seconds
+    .venv/bin/python -m benchmarks.run            # what `make bench` runs (from the repository root)
+    .venv/bin/python -m benchmarks.run --quick    # a smoke test in seconds
 
 On every machine it runs the CPU comparison of chapter 6 (naive composite, chapter 5's
 `layer_norm` with its hand-written backward, torch.compile of the naive version,
@@ -31,11 +31,10 @@ if not torch.cuda.is_available():
     # CUDA, Triton kernels can only run in its interpreter.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS = REPO_ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+from booktools.book import REPO_ROOT  # noqa: E402
+from booktools.library import load_chapter  # noqa: E402
 
-from notebook_library import load_chapter  # noqa: E402
+RESULTS = REPO_ROOT / "benchmarks" / "results"
 
 # The full CPU run: larger than the notebook's (which must finish in a couple of minutes).
 CPU_FULL = {"rows": 1024, "hidden_sizes": (512, 1024, 2048, 4096, 8192)}

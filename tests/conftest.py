@@ -12,13 +12,12 @@ except ImportError:  # pragma: no cover - torch is in requirements.txt
 
 
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from booktools.book import REPO_ROOT, build  # noqa: E402
 
 
 @dataclass
@@ -32,17 +31,12 @@ class BuiltBook:
 def built_book() -> BuiltBook:
     """Build the book exactly as `make book` does, once per test session.
 
-    The execution cache in _build/.jupyter_cache makes this quick after a
-    `make book`; on a clean checkout it executes every chapter.
+    This is the only place where `make test` executes the chapters: the build runs each
+    one alone in an empty temporary folder (execute.run_in_temp) and stores the executed
+    notebook in _build/.jupyter_cache, where the tests read it. After a `make book` with
+    unchanged notebooks it executes nothing.
     """
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run(
-        [str(jupyter_book), "build", ".", "-W", "-n", "--keep-going"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    log = result.stdout + result.stderr
+    result = build(REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     (REPO_ROOT / "_build").mkdir(exist_ok=True)
-    (REPO_ROOT / "_build" / "build.log").write_text(log, encoding="utf-8")
-    return BuiltBook(result.returncode, log, REPO_ROOT / "_build" / "html")
+    (REPO_ROOT / "_build" / "build.log").write_text(result.stdout, encoding="utf-8")
+    return BuiltBook(result.returncode, result.stdout, REPO_ROOT / "_build" / "html")

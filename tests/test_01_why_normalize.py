@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from notebook_library import load_chapter
+
+from booktools.library import load_chapter
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def ch():
 
 @pytest.fixture(scope="module")
 def data(ch):
-    return ch.load_digits_data(seed=0)
+    return ch.load_digits_split(seed=0)
 
 
 def test_deep_mlp_shapes_and_depth(ch):
@@ -134,7 +135,7 @@ def test_activation_statistics_rejects_unknown_location(ch):
         ch.activation_statistics(ch.DeepMLP(2, 4, 3, 2), torch.randn(5, 3), where="middle")
 
 
-def test_load_digits_data(ch, data):
+def test_load_digits_split(ch, data):
     x_train, y_train, x_test, y_test = data
     assert x_train.dtype == x_test.dtype == torch.float32
     assert x_train.shape[1] == x_test.shape[1] == 64
@@ -144,10 +145,12 @@ def test_load_digits_data(ch, data):
     torch.testing.assert_close(x_train.mean(0), torch.zeros(64), atol=1e-5, rtol=0)
     stds = x_train.std(0, unbiased=False)
     assert ((stds - 1).abs() < 1e-4).sum() >= 60  # constant pixels stay 0
-    again = ch.load_digits_data(seed=0)
+    again = ch.load_digits_split(seed=0)
     assert all(torch.equal(a, b) for a, b in zip(data, again, strict=True))
-    other = ch.load_digits_data(seed=1)
+    other = ch.load_digits_split(seed=1)
     assert not torch.equal(other[0], x_train)
+    with pytest.raises(ValueError, match="test_fraction"):
+        ch.load_digits_split(test_fraction=1.0)
 
 
 # --- exercise checkers -----------------------------------------------------------------

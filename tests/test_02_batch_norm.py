@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from notebook_library import load_chapter
 from torch import nn
+
+from booktools.library import load_chapter
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -177,11 +178,15 @@ def test_single_example_is_fine_when_defined(ch):
 
 def test_make_mlp_variants(ch):
     x = torch.randn(5, 64)
-    for variant in ("plain", "he init", "batch norm"):
-        assert ch.make_mlp(depth=3, width=8, variant=variant)(x).shape == (5, 10)
-    assert sum(isinstance(m, ch.BatchNorm) for m in ch.make_mlp(depth=3, variant="batch norm")) == 3
-    with pytest.raises(ValueError, match="variant"):
-        ch.make_mlp(variant="group norm")
+    for options in ({}, {"init": "he"}, {"norm": ch.BatchNorm}, {"norm": "layer"}):
+        assert ch.make_mlp(depth=3, width=8, **options)(x).shape == (5, 10)
+    assert sum(isinstance(m, ch.BatchNorm) for m in ch.make_mlp(ch.BatchNorm, depth=3)) == 3
+    he = ch.make_mlp(depth=2, width=256, init="he")
+    assert abs(he[0].weight.std().item() - (2 / 64) ** 0.5) < 0.02 and not he[0].bias.any()
+    with pytest.raises(ValueError, match="norm"):
+        ch.make_mlp("group norm")
+    with pytest.raises(ValueError, match="init"):
+        ch.make_mlp(init="xavier")
 
 
 def _good_update(running_mean, running_var, count, x, momentum):

@@ -6,7 +6,8 @@ from contextlib import redirect_stdout
 
 import pytest
 import torch
-from notebook_library import load_chapter
+
+from booktools.library import load_chapter
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +20,6 @@ def test_loading_runs_no_experiment(ch):
     assert multiprocessing.active_children() == []
     assert ch.COMMUNICATION == {"calls": 0, "bytes": 0, "seconds": 0.0}
     assert ch.distributed_world_size() == 1
-
-
-def test_digits_split_shapes(ch):
-    x_train, y_train, x_test, y_test = ch.load_digits_split()
-    assert x_train.shape == (1300, 64) and x_test.shape == (497, 64)
-    assert y_train.shape == (1300,) and y_test.shape == (497,)
-    assert 0.0 <= float(x_train.min()) and float(x_train.max()) <= 1.0
 
 
 def test_evaluate_leaves_buffers_alone(ch):

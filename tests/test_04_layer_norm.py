@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from notebook_library import load_chapter
+
+from booktools.library import load_chapter
 
 ch = load_chapter(4)
 

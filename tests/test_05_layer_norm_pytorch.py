@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from notebook_library import load_chapter
 from torch import nn
+
+from booktools.library import load_chapter
 
 ch = load_chapter(5)
 

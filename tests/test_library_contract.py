@@ -13,8 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
-from chapters import PUBLIC_NAMES, chapter_notebooks  # noqa: E402
-from notebook_library import LibraryCellError, library_sources, load_library  # noqa: E402
+
+from booktools.book import PUBLIC_NAMES, chapter_notebooks  # noqa: E402
+from booktools.library import LibraryCellError, library_sources, load_library  # noqa: E402
 
 # Defining functions and classes takes milliseconds; anything slower is an
 # experiment hiding in a library cell.

@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import chapters
 import pytest
-from chapters import REPO_ROOT, book_config
+
+from booktools import book
+from booktools.book import REPO_ROOT, colab_url
 
 pytestmark = pytest.mark.browser
 
@@ -66,7 +67,7 @@ TOC = Path(os.environ.get("SITE_TOC", REPO_ROOT / "_toc.yml"))
 
 
 def toc_files() -> list[str]:
-    return chapters.toc_files(TOC)
+    return book.toc_files(TOC)
 
 
 CHAPTERS = [entry.removeprefix("notebooks/") for entry in toc_files()
@@ -380,16 +381,6 @@ def test_page_fits_a_phone(browser, site, page):
 # --------------------------------------------------------------------------- chapters
 
 
-def expected_colab_url(stem: str) -> str:
-    config = book_config()
-    repository = config["repository"]
-    repo = repository["url"].removeprefix("https://github.com/").strip("/")
-    colab = config["launch_buttons"]["colab_url"].rstrip("/")
-    path = (repository.get("path_to_book") or "").strip("/")
-    prefix = f"{path}/" if path else ""
-    return f"{colab}/github/{repo}/blob/{repository['branch']}/{prefix}notebooks/{stem}.ipynb"
-
-
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_chapter_launch_and_download_buttons(browser, site, stem):
     load = open_page(browser, chapter_url(site, stem))
@@ -411,7 +402,7 @@ def test_chapter_launch_and_download_buttons(browser, site, stem):
         status = response.status
     finally:
         load.close()
-    assert set(colab_links) == {expected_colab_url(stem)}
+    assert set(colab_links) == {colab_url(stem)}
     assert href == site.url(f"_sources/notebooks/{stem}.ipynb")
     assert status == 200
     notebook = json.loads(body)

@@ -2,8 +2,8 @@
 
 CONTRIBUTING.md's contract: the code cells of a chapter tagged ``library`` hold the
 chapter's reusable definitions. Run in order in a fresh namespace they define
-the chapter's public names, print nothing and run no experiment. Tests import
-a chapter's code through :func:`load_chapter`.
+the chapter's public names, print nothing and run no experiment. Tests and benchmarks
+import a chapter's code through :func:`load_chapter`.
 """
 
 from __future__ import annotations
@@ -14,25 +14,13 @@ import linecache
 import types
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO_ROOT / "notebooks"
+from booktools.book import chapter_path
+
 LIBRARY_TAG = "library"
 
 
 class LibraryCellError(RuntimeError):
     """A `library` cell breaks the contract (magic, shell escape, or an error)."""
-
-
-def chapter_path(number: str | int) -> Path:
-    """The notebook of chapter ``number`` (``1`` or ``"01"``) in notebooks/."""
-    prefix = f"{int(number):02d}_"
-    matches = sorted(NOTEBOOKS.glob(f"{prefix}*.ipynb"))
-    if len(matches) != 1:
-        raise FileNotFoundError(
-            f"expected exactly one notebook named {prefix}*.ipynb in {NOTEBOOKS}, "
-            f"found {[m.name for m in matches]}"
-        )
-    return matches[0]
 
 
 def library_sources(path: Path) -> list[str]:

@@ -143,7 +143,8 @@ def test_forward_and_backward_match_torch(device, case):
                                           grad_out.double())
     kappa = mean_over_std(x, len(shape))
     assert ours.shape == x.shape and ours.dtype == dtype and ours.device == x.device
-    assert ours.stride() == theirs.stride()  # contiguous, as F.layer_norm's output is
+    assert ours.is_contiguous()  # as F.layer_norm's output is, with the same strides:
+    assert ours.stride() == theirs.stride() or ours.numel() == 0  # (an empty tensor's are arbitrary)
     assert_right(ours, theirs, exact, dtype, kappa, "output")
     for name in theirs_grads:
         assert ours_grads[name].shape == theirs_grads[name].shape

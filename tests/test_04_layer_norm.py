@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -183,11 +184,79 @@ def test_statistics_partners_match_reduction_axes():
             assert int(mask.sum()) == expected_counts[name]
 
 
-# --- exercise checkers -----------------------------------------------------------------
+# --- normalized_shape: one parser, the same as chapter 5's -----------------------------
 
-def good_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    return F.layer_norm(x, torch.Size([normalized_shape]) if isinstance(normalized_shape, int)
-                        else tuple(normalized_shape), weight, bias, eps)
+NORMALIZED_SHAPE_FORMS = [
+    (8, (8,)), ((8,), (8,)), ([2, 4], (2, 4)), (torch.Size([3, 4]), (3, 4)),
+    (range(4, 5), (4,)), (np.array([2, 3]), (2, 3)), ([np.int64(5)], (5,)), (np.int64(6), (6,)),
+]
+BAD_NORMALIZED_SHAPES = [("8", TypeError), ((8.0,), TypeError), ((True,), TypeError),
+                         (True, TypeError), (None, TypeError), ((), ValueError), (-1, ValueError),
+                         ((4, -2), ValueError), (np.array(3.5), TypeError)]
+
+
+@pytest.mark.parametrize(("given", "expected"), NORMALIZED_SHAPE_FORMS, ids=repr)
+def test_normalized_shape_accepts_what_nn_layer_norm_accepts(given, expected):
+    shape = ch._normalized_shape(given)
+    assert shape == expected and all(type(size) is int for size in shape)
+    assert tuple(torch.nn.LayerNorm(given).normalized_shape) == expected
+    x = torch.randn(2, *expected, dtype=torch.float64)
+    torch.testing.assert_close(ch.layer_norm_reference(x, given), F.layer_norm(x, expected))
+
+
+@pytest.mark.parametrize(("given", "error"), BAD_NORMALIZED_SHAPES, ids=repr)
+def test_normalized_shape_rejects_bad_forms_like_chapter_5(given, error):
+    with pytest.raises(error, match="normalized_shape"):
+        ch._normalized_shape(given)
+    with pytest.raises(error, match="normalized_shape"):  # chapter 5 parses it the same way
+        load_chapter(5)._normalized_shape(given)
+
+
+def test_chapter_4_and_5_parse_normalized_shape_with_the_same_code():
+    import inspect
+
+    assert inspect.getsource(ch._normalized_shape) == inspect.getsource(load_chapter(5)._normalized_shape)
+
+
+# --- the paper's Section 5.2: the geometry of parameter space ---------------------------
+
+
+def _weight_gradient(W, x, labels, readout, eps=0.0):
+    W = W.detach().clone().requires_grad_()
+    h = torch.tanh(ch.layer_norm_reference(x @ W.T, W.shape[0], eps=eps))
+    (grad,) = torch.autograd.grad(F.cross_entropy(h @ readout, labels), W)
+    return grad
+
+
+@pytest.mark.parametrize("delta", [1e-3, 0.5, 7.0, 1e4])
+def test_scaling_w_by_delta_scales_its_gradient_by_one_over_delta(delta):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(20, 6, generator=g, dtype=torch.float64)
+    W = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    readout = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 3, (20,), generator=g)
+    grad = _weight_gradient(W, x, labels, readout)
+    torch.testing.assert_close(delta * _weight_gradient(delta * W, x, labels, readout), grad,
+                               rtol=1e-10, atol=1e-14)
+    assert abs((grad * W).sum().item()) < 1e-12 * grad.norm().item() * W.norm().item()
+    torch.testing.assert_close(grad.sum(dim=0), torch.zeros(6, dtype=torch.float64), rtol=0, atol=1e-13)
+
+
+def test_training_from_a_longer_w_is_training_with_a_smaller_learning_rate():
+    x, labels = ch.teacher_task(3, examples=64)
+    start = ch.init_ln_classifier(3)
+    delta, lr = 3.0, 0.7  # not a power of two: the equivalence holds to rounding, not bit for bit
+    longer = ch.train_ln_classifier([delta * start[0], *start[1:]], x, labels, lr, 40)
+    slower = ch.train_ln_classifier(start, x, labels, lr, 40, weight_lr=lr / delta**2)
+    torch.testing.assert_close(torch.tensor(longer["loss"]), torch.tensor(slower["loss"]),
+                               rtol=1e-9, atol=0)
+    norms = torch.tensor(longer["weight_norm"], dtype=torch.float64)
+    grads = torch.tensor(longer["weight_grad_norm"], dtype=torch.float64)
+    torch.testing.assert_close(norms[1:] ** 2 - norms[:-1] ** 2, lr**2 * grads[:-1] ** 2,
+                               rtol=1e-6, atol=1e-12)
+
+
+# --- exercise checkers -----------------------------------------------------------------
 
 
 def _affine(y, weight, bias):
@@ -198,15 +267,33 @@ def _affine(y, weight, bias):
     return y
 
 
+def _dims(normalized_shape):
+    k = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
+    return tuple(range(-k, 0))
+
+
+def from_the_definition(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    dims = ch.normalized_dims(x, normalized_shape)
+    mean = x.mean(dims, keepdim=True)
+    var = ((x - mean) ** 2).mean(dims, keepdim=True)
+    return _affine((x - mean) / torch.sqrt(var + eps), weight, bias)
+
+
+def calls_f_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    return F.layer_norm(x, shape, weight, bias, eps)
+
+
+def calls_the_module(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    module = torch.nn.LayerNorm(shape, eps=eps, elementwise_affine=False, dtype=x.dtype)
+    return _affine(module(x), weight, bias)
+
+
 def last_dim_only(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     mean = x.mean(-1, keepdim=True)
     var = x.var(-1, unbiased=False, keepdim=True)
     return _affine((x - mean) / torch.sqrt(var + eps), weight, bias)
-
-
-def _dims(normalized_shape):
-    k = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
-    return tuple(range(-k, 0))
 
 
 def unbiased_variance(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -231,42 +318,76 @@ def one_pass_variance(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return _affine((x - mean) / torch.sqrt(var.clamp_min(0) + eps), weight, bias)
 
 
+def eps_outside(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    dims = _dims(normalized_shape)
+    mean = x.mean(dims, keepdim=True)
+    std = x.var(dims, unbiased=False, keepdim=True).sqrt()
+    return _affine((x - mean) / (std + eps), weight, bias)
+
+
 def raises(*args):
     raise RuntimeError("not implemented yet")
 
 
+MISMATCH = "mismatched normalized_shape raises"
+VALUES = {"values with gain and bias", "values without gain and bias"}
+GRADIENTS = {"gradients of x, gain and bias", "gradient of x without gain and bias"}
+ALL_CASES = {"normalized_shape forms", MISMATCH, *VALUES, *GRADIENTS, "constant rows",
+             "variance below eps", "float32 input with a large mean", "output dtype",
+             "written from the definition"}
+
+
 def test_layer_norm_checker_passes_a_correct_answer(capsys):
-    report = ch.check_my_layer_norm(good_layer_norm)
-    assert report == {"shape handling": True, "values": True, "gradients": True, "numerics": True}
-    assert "FAIL" not in capsys.readouterr().out
+    report = ch.check_my_layer_norm(from_the_definition)
+    assert report and set(report) == ALL_CASES
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and f"all {len(ALL_CASES)} cases passed" in out
 
 
 @pytest.mark.parametrize(
     ("fn", "failing"),
     [
-        (last_dim_only, {"shape handling", "values", "gradients"}),
-        (unbiased_variance, {"shape handling", "values", "gradients", "numerics"}),
-        (detached_statistics, {"shape handling", "gradients"}),
-        (one_pass_variance, {"shape handling", "numerics"}),
-        (raises, {"shape handling", "values", "gradients", "numerics"}),
-        (lambda x, *args: x.mean(), {"shape handling", "values", "gradients", "numerics"}),
+        (calls_f_layer_norm, {"written from the definition"}),
+        (calls_the_module, {"written from the definition"}),
+        (last_dim_only, {MISMATCH, *VALUES, "gradients of x, gain and bias"}),
+        (unbiased_variance, {MISMATCH, *VALUES, *GRADIENTS, "variance below eps"}),
+        (detached_statistics, {MISMATCH, *GRADIENTS}),
+        (one_pass_variance, {MISMATCH, "float32 input with a large mean"}),
+        (eps_outside, {MISMATCH, *VALUES, *GRADIENTS, "variance below eps"}),
+        (raises, ALL_CASES),
+        (lambda x, *args: x.mean(), ALL_CASES - {"output dtype", "written from the definition"}),
     ],
+    ids=lambda v: getattr(v, "__name__", None),
 )
-def test_layer_norm_checker_reports_failures_separately(fn, failing, capsys):
+def test_layer_norm_checker_reports_each_failure(fn, failing, capsys):
     report = ch.check_my_layer_norm(fn)  # must not raise
-    assert {k for k, ok in report.items() if not ok} == failing
-    assert "FAIL" in capsys.readouterr().out
+    assert set(report.failed) == failing and not report
+    out = capsys.readouterr().out
+    for case in failing:
+        assert f"FAIL  {case}" in out
+    assert "cases passed; failed:" in out
 
 
-def test_layer_norm_checker_catches_eps_outside_the_root():
-    def eps_outside(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-        dims = _dims(normalized_shape)
-        mean = x.mean(dims, keepdim=True)
-        std = x.var(dims, unbiased=False, keepdim=True).sqrt()
-        return _affine((x - mean) / (std + eps), weight, bias)
+def test_normalization_kernels_are_detected():
+    x = torch.randn(2, 4, 6)
+    found = {
+        "layer": ch.normalization_kernels_called(F.layer_norm, x, (6,)),
+        "module": ch.normalization_kernels_called(torch.nn.LayerNorm(6), x),
+        "group": ch.normalization_kernels_called(F.group_norm, x, 2),
+        "batch": ch.normalization_kernels_called(F.batch_norm, x, None, None, training=True),
+        "instance": ch.normalization_kernels_called(F.instance_norm, x),
+    }
+    assert all(found.values()), found
+    assert ch.normalization_kernels_called(ch.layer_norm_reference, x, 6) == []
 
-    report = ch.check_my_layer_norm(eps_outside, verbose=False)
-    assert not report["numerics"]
+
+def _group_norm_from_layer_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    N, C = x.shape[:2]
+    grouped = x.reshape(N, num_groups, -1)
+    y = ch.layer_norm_reference(grouped, grouped.shape[-1:], eps=eps).reshape(x.shape)
+    shape = (1, C) + (1,) * (x.dim() - 2)
+    return _affine(y, None if weight is None else weight.reshape(shape),
+                   None if bias is None else bias.reshape(shape))
 
 
 def test_group_norm_checker():
@@ -276,8 +397,11 @@ def test_group_norm_checker():
     def per_group_statistics_over_channels_only(x, num_groups, weight=None, bias=None, eps=1e-5):
         return F.instance_norm(x, weight=weight, bias=bias, eps=eps)
 
-    assert all(ch.check_my_group_norm(good, verbose=False).values())
-    assert not ch.check_my_group_norm(per_group_statistics_over_channels_only, verbose=False)["values"]
+    calls_torch = ch.check_my_group_norm(good, verbose=False)
+    assert calls_torch.failed == ["not F.group_norm"]
+    assert ch.check_my_group_norm(_group_norm_from_layer_norm, verbose=False)
+    wrong = ch.check_my_group_norm(per_group_statistics_over_channels_only, verbose=False)
+    assert not wrong["values: input (4, 6, 5), 2 groups"]
     assert not any(ch.check_my_group_norm(raises, verbose=False).values())
 
 

@@ -16,6 +16,15 @@ ch = load_chapter(7)
 SETTINGS = settings(max_examples=25, deadline=None)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models, as in the chapter: one thread is fastest, and steady on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --- LN-LSTM --------------------------------------------------------------------------
 
 @SETTINGS
@@ -179,6 +188,18 @@ def test_rms_norm_half_precision_keeps_dtype():
     torch.testing.assert_close(y.float(), F.rms_norm(x.float(), (64,)), rtol=2e-2, atol=2e-2)
 
 
+def test_rms_norm_is_the_same_in_training_and_evaluation_and_per_example():
+    torch.manual_seed(0)
+    norm = ch.RMSNorm(6).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(3, 5, 6, dtype=torch.float64) * 2 + 1
+    assert not list(norm.buffers())
+    torch.testing.assert_close(norm.train()(x), norm.eval()(x), rtol=0, atol=0)
+    # one example at one time step, normalized alone, gets what it gets in the batch
+    torch.testing.assert_close(norm(x[1:2, 3:4]), norm(x)[1:2, 3:4])
+
+
 def test_rms_norm_bad_input():
     with pytest.raises(ValueError, match="normalized_shape"):
         ch.RMSNorm(8)(torch.randn(2, 4))
@@ -215,6 +236,42 @@ def test_transformer_shapes_and_causality(position, norm):
     assert len(ch.ffn_gradient_norms(model, idx, idx)) == 2
 
 
+def test_transformer_xavier_and_default_initialisation():
+    torch.manual_seed(0)
+    xavier = ch.TransformerLM(11, d_model=16, n_layers=2, n_heads=2, context=8)
+    for module in xavier.modules():
+        if isinstance(module, nn.Linear):
+            fan_out, fan_in = module.weight.shape
+            bound = (6 / (fan_in + fan_out)) ** 0.5
+            assert module.weight.abs().max() <= bound and module.weight.abs().max() > 0.8 * bound
+            assert (module.bias == 0).all()
+    torch.manual_seed(0)
+    default = ch.TransformerLM(11, d_model=16, n_layers=2, n_heads=2, context=8, init="default")
+    ffn_in = default.blocks[0].ffn[0]
+    assert ffn_in.weight.abs().max() <= 1 / 16 ** 0.5 and ffn_in.bias.abs().max() > 0  # nn.Linear's own
+
+
+@pytest.mark.parametrize("position", ["pre", "post"])
+def test_residual_branch_ratios(position):
+    torch.manual_seed(0)
+    model = ch.TransformerLM(11, d_model=16, n_layers=3, n_heads=2, context=8, norm_position=position)
+    idx = torch.randint(0, 11, (4, 8))
+    ratios = ch.residual_branch_ratios(model, idx)
+    assert ratios.shape == (3, 2) and (ratios > 0).all()
+    # the first block's attention ratio, by hand
+    x = model.tok(idx) + model.pos(torch.arange(8))
+    block = model.blocks[0]
+    branch = block.attn(x if position == "post" else block.norm1(x))
+    torch.testing.assert_close(ratios[0, 0].item(), (branch.std() / x.std()).item())
+    # silence every FFN branch: its ratio is zero, and the model's output is unchanged by the bookkeeping
+    with torch.no_grad():
+        for block in model.blocks:
+            block.ffn[2].weight.zero_()
+            block.ffn[2].bias.zero_()
+    assert (ch.residual_branch_ratios(model, idx)[:, 1] == 0).all()
+    torch.testing.assert_close(model(idx, []), model(idx))
+
+
 def test_transformer_bad_arguments():
     with pytest.raises(ValueError, match="norm_position"):
         ch.TransformerLM(5, d_model=8, n_heads=2, norm_position="middle")
@@ -222,6 +279,8 @@ def test_transformer_bad_arguments():
         ch.TransformerLM(5, d_model=8, n_heads=2, norm="batch")
     with pytest.raises(ValueError, match="context"):
         ch.TransformerLM(5, d_model=8, n_heads=2, context=4)(torch.zeros(1, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="init"):
+        ch.TransformerLM(5, d_model=8, n_heads=2, init="gpt2")
 
 
 def test_char_data_helpers():
@@ -236,6 +295,47 @@ def test_char_data_helpers():
     assert ch.lr_at(0, 1.0, 4) == 0.25 and ch.lr_at(10, 1.0, 4) == 1.0
 
 
+def test_evaluate_lm_is_the_mean_loss_and_restores_the_mode():
+    torch.manual_seed(0)
+    model = ch.TransformerLM(7, d_model=8, n_layers=1, n_heads=2, context=6)
+    batches = [(torch.randint(0, 7, (2, 6)), torch.randint(0, 7, (2, 6))) for _ in range(3)]
+    expected = sum(F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() for x, y in batches) / 3
+    model.train()
+    assert ch.evaluate_lm(model, batches) == pytest.approx(expected)
+    assert model.training
+    model.eval()
+    ch.evaluate_lm(model, batches)
+    assert not model.training
+    with pytest.raises(ValueError, match="at least one batch"):
+        ch.evaluate_lm(model, [])
+
+
+def test_train_lm_lowers_the_loss_and_reports_divergence():
+    torch.manual_seed(0)
+    data = torch.tensor([0, 1, 2, 3] * 50)  # a cycle: the next character is always predictable
+    val = [ch.get_batch(data, 8, 6, torch.Generator().manual_seed(1))]
+    model = ch.TransformerLM(4, d_model=8, n_layers=1, n_heads=2, context=6)
+    before = ch.evaluate_lm(model, val)
+    history = ch.train_lm(model, data, val, 30, 3e-2, 8, 6, warmup_steps=5, eval_every=10)
+    assert history["eval_steps"] == [10, 20, 30] and len(history["train"]) == 30
+    assert history["final_val"] < 0.5 * before and not history["diverged"]
+    broken = ch.TransformerLM(4, d_model=8, n_layers=1, n_heads=2, context=6)
+    with torch.no_grad():
+        broken.head.bias.fill_(float("nan"))
+    history = ch.train_lm(broken, data, val, 5, 1e-2, 8, 6)
+    assert history["diverged"] and history["final_val"] == float("inf") and history["train"] == []
+
+
+def test_median_times_interleaves_after_warming_up():
+    calls = []
+    times = ch.median_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                            repeats=3, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+    with pytest.raises(ValueError, match="repeats"):
+        ch.median_times({"a": lambda: None}, repeats=0)
+
+
 # --- exercise checkers -----------------------------------------------------------------
 
 def good_rms(x, weight, eps):
@@ -245,22 +345,26 @@ def good_rms(x, weight, eps):
 @pytest.mark.parametrize(
     ("fn", "failing"),
     [
-        (lambda x, w, eps: F.layer_norm(x, x.shape[-1:], w, None, eps), {"values", "eps", "gradients"}),
-        (lambda x, w, eps: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps) * w,
-         {"values", "eps", "gradients"}),
-        (lambda x, w, eps: x / torch.sqrt(x.detach().pow(2).mean(-1, keepdim=True) + eps) * w, {"gradients"}),
-        (lambda x, w, eps: 1 / 0, {"values", "eps", "gradients"}),
+        (lambda x, w, eps: F.layer_norm(x, x.shape[-1:], w, None, eps),  # subtracts the mean
+         {"values", "eps inside the square root", "gradient w.r.t. the input", "gradient w.r.t. the weight"}),
+        (lambda x, w, eps: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps) * w,  # eps outside
+         {"values", "eps inside the square root", "gradient w.r.t. the input", "gradient w.r.t. the weight"}),
+        (lambda x, w, eps: x / torch.sqrt(x.detach().pow(2).mean(-1, keepdim=True) + eps) * w,  # graph cut
+         {"gradient w.r.t. the input"}),
+        (lambda x, w, eps: 1 / 0,
+         {"values", "eps inside the square root", "gradient w.r.t. the input", "gradient w.r.t. the weight"}),
     ],
 )
 def test_rms_checker_reports_wrong_answers(fn, failing, capsys):
-    assert all(ch.check_my_rms_norm(good_rms, verbose=False).values())
+    assert ch.check_my_rms_norm(good_rms, verbose=False)
     report = ch.check_my_rms_norm(fn)  # must not raise
-    assert {k for k, ok in report.items() if not ok} == failing
-    assert "FAIL" in capsys.readouterr().out
+    assert not report and set(report.failed) == failing
+    out = capsys.readouterr().out
+    assert "FAIL" in out and f"{4 - len(failing)} of 4 cases passed" in out
 
 
 def test_ln_lstm_checker():
-    assert all(ch.check_my_ln_lstm_step(_manual_ln_lstm_step, verbose=False).values())
+    assert ch.check_my_ln_lstm_step(_manual_ln_lstm_step, verbose=False)
 
     def joint_norm(cell, x, h, c):
         a = F.layer_norm(x @ cell.weight_ih.T + h @ cell.weight_hh.T, (24,), cell.gain_x, cell.bias_x, cell.eps)
@@ -272,7 +376,17 @@ def test_ln_lstm_checker():
         h, c = _manual_ln_lstm_step(cell, x, h, c)
         return h, F.layer_norm(c, (6,), cell.gain_c, cell.bias_c, cell.eps)
 
-    assert not any(ch.check_my_ln_lstm_step(joint_norm, verbose=False).values())
+    report = ch.check_my_ln_lstm_step(joint_norm, verbose=False)
+    assert report["returns a pair (h, c)"] and report.failed == ["hidden state h_t", "cell state c_t"]
     report = ch.check_my_ln_lstm_step(normalized_carry, verbose=False)
-    assert report["hidden state h_t"] and not report["cell state c_t"]
+    assert report.failed == ["cell state c_t"]
     assert not any(ch.check_my_ln_lstm_step(lambda *a: None, verbose=False).values())
+
+
+def test_checkers_leave_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    ch.check_my_ln_lstm_step(_manual_ln_lstm_step, verbose=False)
+    ch.check_my_rms_norm(good_rms, verbose=False)
+    torch.testing.assert_close(torch.rand(3), expected)

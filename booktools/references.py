@@ -54,9 +54,7 @@ def strip_braces(text: str) -> str:
     return text.replace("{", "").replace("}", "")
 
 
-def citation_label(key: str) -> str:
-    """The text of a citation of ``key``: "Ba et al., 2016", "Glorot and Bengio, 2010"."""
-    entry = bibliography()[key]
+def _plain_label(entry: dict) -> str:
     authors = entry["authors"]
     if len(authors) == 1 and not entry["others"]:
         names = authors[0]
@@ -65,6 +63,24 @@ def citation_label(key: str) -> str:
     else:
         names = f"{authors[0]} et al."
     return f"{names}, {entry['year']}"
+
+
+@functools.cache
+def citation_labels() -> dict[str, str]:
+    """Every entry's label; entries that would share one get a, b, ... after the year, in
+    the order of their keys ("Liu et al., 2020a", "Liu et al., 2020b")."""
+    entries = bibliography()
+    plain = {key: _plain_label(entry) for key, entry in entries.items()}
+    labels = {}
+    for key, label in plain.items():
+        same = sorted(k for k, other in plain.items() if other == label)
+        labels[key] = label if len(same) == 1 else label + "abcdefghijklmnopqrstuvwxyz"[same.index(key)]
+    return labels
+
+
+def citation_label(key: str) -> str:
+    """The text of a citation of ``key``: "Ba et al., 2016", "Glorot and Bengio, 2010"."""
+    return citation_labels()[key]
 
 
 def citation_url(key: str) -> str:

@@ -323,3 +323,61 @@ def test_gpu_gradients_are_deterministic_at_scale(ch6):
     first = torch.autograd.grad(ch6.triton_layer_norm(x, (1024,), w, b), (x, w, b), dy)
     second = torch.autograd.grad(ch6.triton_layer_norm(x, (1024,), w, b), (x, w, b), dy)
     assert all(torch.equal(p, q) for p, q in zip(first, second, strict=True))
+
+
+# The benchmark's plumbing (benchmarks/), exercised on a CPU: the GPU sweep's loop runs through
+# Triton's interpreter with a stand-in timer, so that a GPU session finds it working.
+
+def test_gpu_benchmark_loop_records_every_measurement(ch6):
+    from benchmarks import page, run
+
+    timed = []
+
+    def fake_timer(step):
+        step()  # every step must run
+        timed.append(step)
+        return {"whole": 2e-3, "kernels": 1e-3}
+
+    result = run.run_gpu(ch6, quick=True, device="cpu", shapes={"rows": (8,), "hidden_sizes": (64, 4096)},
+                         dtypes=[torch.float16, torch.float32], timer=fake_timer, copy_gbps=100.0,
+                         with_compile=False)
+    records = result["records"]
+    # per dtype and shape: 3 passes x 2 implementations, and the same-shape copy
+    assert len(records) == len(timed) == 2 * 2 * (3 * 2 + 1)
+    fused = [r for r in records if r["implementation"] == "Triton (fused)"]
+    assert {(r["dtype"], r["hidden"], r["pass"]) for r in fused} == {
+        (d, h, p) for d in ("float16", "float32") for h in (64, 4096) for p in run.GPU_PASSES}
+    r = fused[0]
+    assert r["kernel_gb_per_s"] == pytest.approx(r["bytes"] / 1e-3 / 1e9)
+    assert r["kernel_fraction_of_copy"] == pytest.approx(r["kernel_gb_per_s"] / 100.0)
+    checks = run.gpu_targets(records)
+    # 16-bit only: forward (hidden >= 4096), backward (both), forward+backward vs F.layer_norm (both)
+    assert len(checks) == 1 + 2 + 2 and all("float16" in c["shape"] for c in checks)
+    speed = [c for c in checks if "F.layer_norm" in c["target"]]
+    assert [c["met"] for c in speed] == [True, False]  # equal times: 1.0x meets 1.0, not 1.3
+
+    result["device"]["type"], result["device"]["name"] = "cuda", "Stand-in GPU"
+    result.update(targets=checks, note=None, _file="benchmarks/results/x.json")
+    text = page.render([result])
+    assert "Stand-in GPU" in text and "No GPU results have been recorded yet" not in text
+    assert f"**{sum(c['met'] for c in checks)} of {len(checks)} met**" in text
+
+
+def test_results_page_is_generated_from_the_recorded_results():
+    from benchmarks import page
+
+    results = page.load_results()
+    committed = page.PAGE.read_text(encoding="utf-8")
+    assert committed == page.render(results), "run `python -m benchmarks.page` and commit the page"
+    if not any(r["device"]["type"] == "cuda" for r in results):
+        assert "No GPU results have been recorded yet" in committed
+    for r in results:
+        assert r["device"]["name"] in committed and r["date"] in committed
+
+
+def test_gpu_check_runs_the_chapter_as_a_script():
+    from benchmarks import gpu_check
+
+    script = gpu_check.chapter_script(chapter_path(6))
+    compile(script, "chapter_06.py", "exec")  # plain Python: no IPython magics
+    assert "triton_layer_norm" in script

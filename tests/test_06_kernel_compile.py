@@ -27,6 +27,13 @@ CAPABILITIES = (80, 90)
 # Powers of two from 1024 to the limit, a width aligned to 8 elements only (5000), and an
 # odd one (16383: scalar loads, the row shared by eight programs).
 HIDDEN_SIZES = (1024, 2048, 4096, 8192, 16384, 5000, 16383)
+# The launcher also passes other flags: no weight and no bias, or only one of them, or
+# gradients for only some parameters. Compiled at the longest rows, where registers are scarcest.
+FLAG_VARIANTS = [("forward", {"HAS_WEIGHT": False, "HAS_BIAS": False}),
+                 ("forward", {"HAS_BIAS": False}),
+                 ("backward", {"HAS_WEIGHT": False, "COMPUTE_DW": False, "COMPUTE_DB": False}),
+                 ("backward", {"HAS_WEIGHT": False, "COMPUTE_DW": False}),
+                 ("backward", {"COMPUTE_DB": False})]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +47,8 @@ def compiled(ch6):
     assert max(HIDDEN_SIZES) == ch6.MAX_HIDDEN
     requests = [(kind, n, dtype, cc) for cc in CAPABILITIES for dtype in DTYPES for n in HIDDEN_SIZES
                 for kind in ("forward", "backward")]
+    requests += [(kind, ch6.MAX_HIDDEN, torch.bfloat16, cc, flags) for cc in CAPABILITIES
+                 for kind, flags in FLAG_VARIANTS]
     start = time.perf_counter()
     results = ch6.compile_for_gpu(requests, jobs=os.cpu_count())
     print(f"\ncompiled {len(results)} kernels in {time.perf_counter() - start:.0f} s")
@@ -56,12 +65,13 @@ def format_table(results):
             f"sm_{r['capability']:<4}{r['kind']:9}{r['dtype']:>9}{r['n']:>7}{r['num_warps']:>6}"
             f"{r['num_stages']:>7}{r['constexprs'].get('SPLIT', 1):>6}{r['registers']:>5}"
             f"{r['spill_stores'] + r['spill_loads']:>8}{r['shared_memory'] / 1024:>8.1f}"
-            f"{r['programs_fit']:>7}{r['warps_per_sm']:>9}{r['async_copies']:>7}{r['vector_loads']:>8}")
+            f"{r['programs_fit']:>7}{r['warps_per_sm']:>9}{r['async_copies']:>7}{r['vector_loads']:>8}"
+            + (f"  {r['changed']}" if r["changed"] else ""))
     return "\n".join(lines)
 
 
 def test_every_configuration_compiles(compiled):
-    expected = len(CAPABILITIES) * len(DTYPES) * len(HIDDEN_SIZES) * 2
+    expected = len(CAPABILITIES) * (len(DTYPES) * len(HIDDEN_SIZES) * 2 + len(FLAG_VARIANTS))
     assert len(compiled) == expected
 
 

@@ -2,6 +2,7 @@
 
     python3 -m benchmarks.gpu_check                 # from the repository root, on a CUDA machine
     python3 -m benchmarks.gpu_check --out /tmp/out  # also copy the logs, JSON and page there
+    python3 -m benchmarks.gpu_check --steps chapter # only some of the steps (tests, benchmark, chapter)
 
 It uses the Python it is started with (PyTorch with CUDA, Triton, pytest, matplotlib, tqdm,
 PyYAML; no virtual environment and no network needed) and runs, in order:
@@ -62,8 +63,13 @@ def chapter_script(path: Path) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="copy logs, JSON and page here")
-    parser.add_argument("--skip-chapter", action="store_true", help="do not execute chapter 6")
+    parser.add_argument("--steps", default="tests,benchmark,chapter",
+                        help="which steps to run, comma-separated (default: all three)")
     args = parser.parse_args(argv)
+    wanted = set(args.steps.split(","))
+    unknown = wanted - {"tests", "benchmark", "chapter"}
+    if unknown:
+        parser.error(f"unknown steps {sorted(unknown)}; choose from tests, benchmark, chapter")
 
     import torch
 
@@ -76,12 +82,15 @@ def main(argv=None) -> int:
           f"| python {sys.version.split()[0]} | {torch.cuda.device_count()} GPU(s)")
     logs = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
-    steps = [run_step("tests", [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-                                "tests/test_06_fast_layer_norm.py", "tests/test_06_kernel_compile.py"],
-                      logs / "tests.log", env=env),
-             run_step("benchmark", [sys.executable, "-m", "benchmarks.run", "--skip-cpu",
-                                    "--note", "make gpu-check"], logs / "benchmark.log", env=env)]
-    if not args.skip_chapter:
+    steps = []
+    if "tests" in wanted:
+        steps.append(run_step("tests", [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                                        "tests/test_06_fast_layer_norm.py", "tests/test_06_kernel_compile.py"],
+                              logs / "tests.log", env=env))
+    if "benchmark" in wanted:
+        steps.append(run_step("benchmark", [sys.executable, "-m", "benchmarks.run", "--skip-cpu",
+                                            "--note", "make gpu-check"], logs / "benchmark.log", env=env))
+    if "chapter" in wanted:
         with tempfile.TemporaryDirectory(prefix="chapter-") as folder:  # an empty folder, as in Colab
             script = Path(folder) / "chapter_06.py"
             script.write_text(chapter_script(chapter_path(6)), encoding="utf-8")

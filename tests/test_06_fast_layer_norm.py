@@ -325,7 +325,7 @@ def test_gpu_gradients_are_deterministic_at_scale(ch6):
     assert all(torch.equal(p, q) for p, q in zip(first, second, strict=True))
 
 
-# The benchmark's plumbing (benchmarks/), exercised on a CPU: the GPU sweep's loop runs through
+# The benchmark's plumbing (benchmarks/). Without a GPU the GPU sweep's loop runs through
 # Triton's interpreter with a stand-in timer, so that a GPU session finds it working.
 
 def test_gpu_benchmark_loop_records_every_measurement(ch6):
@@ -338,7 +338,7 @@ def test_gpu_benchmark_loop_records_every_measurement(ch6):
         timed.append(step)
         return {"whole": 2e-3, "kernels": 1e-3}
 
-    result = run.run_gpu(ch6, quick=True, device="cpu", shapes={"rows": (8,), "hidden_sizes": (64, 4096)},
+    result = run.run_gpu(ch6, quick=True, device=DEVICE, shapes={"rows": (8,), "hidden_sizes": (64, 4096)},
                          dtypes=[torch.float16, torch.float32], timer=fake_timer, copy_gbps=100.0,
                          with_compile=False)
     records = result["records"]

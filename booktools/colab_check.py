@@ -27,12 +27,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 import nbformat
 
-from booktools.book import REPO_ROOT, chapter_notebooks
+from booktools.book import REPO_ROOT, book_config, chapter_notebooks
 from booktools.colab_pins import PINS_FILE, canonical, parse_pins, pins_header, python_minor
 from booktools.execute import CpuMeter, execute_in_empty_folder
 
@@ -112,6 +113,7 @@ class ChapterResult:
     cpu: float
     figures: int
     failure: list[str]  # the failing cell and its error, when not passed
+    slowest: str = ""  # the cell that took longest, as "cell N (S s): first line"
 
 
 def count_figures(notebook: nbformat.NotebookNode) -> int:
@@ -121,17 +123,52 @@ def count_figures(notebook: nbformat.NotebookNode) -> int:
                if any(mime.startswith("image/") for mime in output.get("data", {})))
 
 
-def describe_failure(notebook: nbformat.NotebookNode, error: BaseException) -> list[str]:
-    """The failing cell (its number and first line) and the error, in a few lines."""
+def slowest_cell(notebook: nbformat.NotebookNode) -> str:
+    """The code cell that ran longest (nbclient records each cell's start and end)."""
+    longest = None
     for index, cell in enumerate(notebook.cells, start=1):
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if output.get("output_type") == "error":
-                first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
-                message = f"{output.get('ename')}: {output.get('evalue')}".splitlines()
-                return ([f"cell {index} of {len(notebook.cells)}: {first_line.strip()[:90]}"]
-                        + message[:8] + (["..."] if len(message) > 8 else []))
-    # No cell recorded an error: the kernel died or a cell timed out.
-    return [f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"]
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if cell.cell_type != "code" or not start or not end:
+            continue
+        seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                   - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+        if longest is None or seconds > longest[1]:
+            longest = (index, seconds, _first_line(cell, 70))
+    return "" if longest is None else f"cell {longest[0]} ({longest[1]:.0f} s wall): {longest[2]}"
+
+
+def _first_line(cell: nbformat.NotebookNode, width: int) -> str:
+    return next((line for line in cell.source.splitlines() if line.strip()), "").strip()[:width]
+
+
+def describe_failure(notebook: nbformat.NotebookNode, error: BaseException,
+                     timeout: int | None = None) -> list[str]:
+    """The failing cell (its number and first line) and the error, in a few lines.
+
+    The failing cell is the one with an error output, else (a dead kernel) the last one that
+    started. A cell that ran past the time limit is reported as such: the KeyboardInterrupt
+    it shows comes from the executor stopping it.
+    """
+    failing, message = None, None
+    for index, cell in enumerate(notebook.cells, start=1):
+        if cell.cell_type != "code":
+            continue
+        errors = [output for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+        if errors:
+            failing = index
+            message = f"{errors[0].get('ename')}: {errors[0].get('evalue')}".splitlines()
+            break
+        if cell.get("metadata", {}).get("execution", {}).get("iopub.execute_input"):
+            failing = index
+    if isinstance(error, TimeoutError):
+        message = [f"ran past the limit of {timeout or '?'} s per cell (execute.timeout in _config.yml)"]
+    elif message is None:
+        text = str(error).strip()
+        message = [f"{type(error).__name__}: {text.splitlines()[-1] if text else ''}"]
+    where = [] if failing is None else [
+        f"cell {failing} of {len(notebook.cells)}: {_first_line(notebook.cells[failing - 1], 90)}"]
+    return where + message[:8] + (["..."] if len(message) > 8 else [])
 
 
 def run_chapter(path: Path, out_dir: Path) -> ChapterResult:
@@ -142,21 +179,26 @@ def run_chapter(path: Path, out_dir: Path) -> ChapterResult:
     try:
         execute_in_empty_folder(path, KERNEL_NAME, notebook=notebook, cpu=cpu)
     except Exception as error:  # a failing cell, a timeout, a dead kernel: all are a FAIL
-        failure = describe_failure(notebook, error)
+        failure = describe_failure(notebook, error, book_config()["execute"]["timeout"])
+        failure.append("(CPU time: the cells before the failing one)")
     wall = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, out_dir / path.name)
-    return ChapterResult(path.stem, not failure, wall, cpu.seconds, count_figures(notebook), failure)
+    return ChapterResult(path.stem, not failure, wall, cpu.seconds, count_figures(notebook), failure,
+                         slowest_cell(notebook))
 
 
 def result_lines(result: ChapterResult) -> list[str]:
     line = (f"{'PASS' if result.passed else 'FAIL'}  {result.name:28} wall {result.wall:6.1f} s"
             f"   CPU {result.cpu:6.1f} s   figures {result.figures:2d}")
+    details = list(result.failure)
     if result.cpu > BUDGET_SECONDS:
         line += "   over the 3-minute budget (CPU)"
     elif result.wall > BUDGET_SECONDS:
         line += "   wall over 3 minutes (busy machine; CPU within budget)"
-    return [line] + [f"      {detail}" for detail in result.failure]
+    if max(result.cpu, result.wall) > BUDGET_SECONDS and result.slowest:
+        details.append(f"slowest: {result.slowest}")
+    return [line] + [f"      {detail}" for detail in details]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print("This environment is not the one colab/requirements-cpu.txt describes "
               "(rebuild it: rm -rf .venv-colab && make colab-check):", file=sys.stderr)
-        for problem in problems:
+        for problem in problems[:12]:
             print(f"  {problem}", file=sys.stderr)
+        if len(problems) > 12:
+            print(f"  ... and {len(problems) - 12} more", file=sys.stderr)
         return 2
     register_kernel()
     cuda, other = unpinned(pins, have)

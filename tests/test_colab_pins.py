@@ -240,18 +240,36 @@ def test_count_figures_counts_image_outputs():
 def test_describe_failure_names_the_cell_and_the_error():
     lines = colab_check.describe_failure(_executed_chapter(), RuntimeError("unused"))
     assert lines == ["cell 3 of 3: # check the repr", "AssertionError: reprs differ"]
-    # A timeout or a dead kernel leaves no error output: the exception itself is reported.
-    assert colab_check.describe_failure(nbformat.v4.new_notebook(), TimeoutError("cell 4 timed out")) == [
-        "TimeoutError: cell 4 timed out"]
+    # A dead kernel leaves no error output: the last cell that started, and the exception.
+    notebook = _executed_chapter()
+    notebook.cells[2].outputs = []
+    notebook.cells[2].metadata["execution"] = {"iopub.execute_input": "2026-12-03T09:00:03.000000Z"}
+    assert colab_check.describe_failure(notebook, RuntimeError("Kernel died\nwhile running")) == [
+        "cell 3 of 3: # check the repr", "RuntimeError: while running"]
+    # A cell stopped at the time limit shows a KeyboardInterrupt; the report says why.
+    assert colab_check.describe_failure(_executed_chapter(), TimeoutError("Cell execution timed out"), 600) == [
+        "cell 3 of 3: # check the repr", "ran past the limit of 600 s per cell (execute.timeout in _config.yml)"]
+
+
+def test_slowest_cell_reads_the_timing_nbclient_records():
+    notebook = _executed_chapter()
+    notebook.cells[1].metadata["execution"] = {"iopub.execute_input": "2026-12-03T09:00:00.000000Z",
+                                               "shell.execute_reply": "2026-12-03T09:00:02.500000Z"}
+    notebook.cells[2].metadata["execution"] = {"iopub.execute_input": "2026-12-03T09:00:03.000000Z",
+                                               "shell.execute_reply": "2026-12-03T09:01:13.000000Z"}
+    assert colab_check.slowest_cell(notebook) == "cell 3 (70 s wall): # check the repr"
+    assert colab_check.slowest_cell(nbformat.v4.new_notebook()) == ""
 
 
 def test_result_lines_report_the_budget_without_failing_on_it():
-    slow = colab_check.ChapterResult("07_x", True, wall=500.0, cpu=400.0, figures=4, failure=[])
+    slow = colab_check.ChapterResult("07_x", True, wall=500.0, cpu=400.0, figures=4, failure=[],
+                                     slowest="cell 15 (409 s wall): LSTM_STEPS = 150")
     busy = colab_check.ChapterResult("01_x", True, wall=200.0, cpu=60.0, figures=4, failure=[])
     failed = colab_check.ChapterResult("05_x", False, wall=10.0, cpu=9.0, figures=1,
                                        failure=["cell 3 of 3: x", "AssertionError: y"])
     assert colab_check.result_lines(slow)[0].startswith("PASS  07_x")
     assert "over the 3-minute budget" in colab_check.result_lines(slow)[0]
+    assert colab_check.result_lines(slow)[1] == "      slowest: cell 15 (409 s wall): LSTM_STEPS = 150"
     assert "busy machine" in colab_check.result_lines(busy)[0]
     assert colab_check.result_lines(failed) == [colab_check.result_lines(failed)[0],
                                                 "      cell 3 of 3: x", "      AssertionError: y"]

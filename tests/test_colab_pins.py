@@ -248,7 +248,7 @@ def test_describe_failure_names_the_cell_and_the_error():
         "cell 3 of 3: # check the repr", "RuntimeError: while running"]
     # A cell stopped at the time limit shows a KeyboardInterrupt; the report says why.
     assert colab_check.describe_failure(_executed_chapter(), TimeoutError("Cell execution timed out"), 600) == [
-        "cell 3 of 3: # check the repr", "ran past the limit of 600 s per cell (execute.timeout in _config.yml)"]
+        "cell 3 of 3: # check the repr", "ran past the limit of 600 s per cell"]
 
 
 def test_slowest_cell_reads_the_timing_nbclient_records():
@@ -274,3 +274,11 @@ def test_result_lines_report_the_budget_without_failing_on_it():
     assert colab_check.result_lines(failed) == [colab_check.result_lines(failed)[0],
                                                 "      cell 3 of 3: x", "      AssertionError: y"]
     assert colab_check.result_lines(failed)[0].startswith("FAIL  05_x")
+    # A failing chapter's CPU time stops at the failure; its failing cell is named already.
+    timed_out = colab_check.ChapterResult("07_x", False, wall=620.0, cpu=90.0, figures=0,
+                                          failure=["cell 15 of 42: x", "ran past the limit of 600 s per cell"],
+                                          slowest="cell 2 (12 s wall): import math")
+    assert colab_check.result_lines(timed_out)[0].endswith(
+        "wall over 3 minutes (busy machine; CPU up to the failure within budget)")
+    assert colab_check.result_lines(timed_out)[1:] == ["      cell 15 of 42: x",
+                                                       "      ran past the limit of 600 s per cell"]

@@ -6,15 +6,16 @@ that same Python: the check registers a kernelspec for it and refuses to start w
 environment differs from the pins. Each chapter runs alone in an empty folder, as in
 booktools.execute, and gets one line:
 
-    PASS  01_why_normalize            wall   41.2 s   CPU   38.9 s   figures  4
+    PASS  01_why_normalize             wall  126.3 s   CPU   39.3 s   figures  4
 
 with the failing cell and its error under a FAIL. The executed notebooks are kept in
-_build/colab-check/ for reading. Exit status 1 when a chapter fails. The budget (3 minutes
-on an idle 2-core machine) is reported, not enforced: CPU time is the estimate that holds
-on a busy machine, since chapters run on one thread.
+_build/colab-check/ for reading. Exit status 1 when a chapter fails, 2 when the environment
+is not the pinned one. The budget (3 minutes on an idle 2-core machine) is reported, not
+enforced, by CPU time: for a chapter on one thread, the estimate that holds on a busy machine.
 
     python -m booktools.colab_check                        # every chapter in _toc.yml
     python -m booktools.colab_check notebooks/05_*.ipynb   # some
+    python -m booktools.colab_check --timeout 1200         # another per-cell limit than the book's
     python -m booktools.colab_check --prune                # after installing: remove what Colab lacks
 """
 

@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test bench gpu-check linkcheck lint clean env shared-cells
+.PHONY: book test bench gpu-check linkcheck lint clean env shared-cells colab-check
 
 env: $(STAMP)
 
@@ -58,6 +58,30 @@ lint: $(STAMP)
 # Rewrite every copy of a shared cell (cell tag shared:<key>) from its source chapter.
 shared-cells: $(STAMP)
 	$(BIN)/python -m booktools.shared_cells --write
+
+# Every chapter under Google Colab's published CPU runtime versions (colab/requirements-cpu.txt,
+# from googlecolab/backend-info), each alone in an empty folder, in its own environment
+# .venv-colab with Colab's Python (3.13). Not part of `make test`: torch from PyPI is a CUDA
+# build of several GB. The environment is rebuilt from scratch when the pins change.
+# CI passes the CPU build: make colab-check COLAB_PIP_OPTIONS="--extra-index-url URL".
+COLAB_VENV := .venv-colab
+COLAB_PINS := colab/requirements-cpu.txt
+COLAB_STAMP := $(COLAB_VENV)/.installed
+COLAB_PIP_OPTIONS ?=
+# Colab's Python: python3.13 on the PATH if it runs, else pyenv's 3.13.
+COLAB_PYTHON ?= $(shell python3.13 -c '' 2>/dev/null && echo python3.13 || \
+	ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3 2>/dev/null | tail -n 1)
+
+$(COLAB_STAMP): $(COLAB_PINS)
+	@test -n "$(COLAB_PYTHON)" || { echo "no Python 3.13 found: make colab-check COLAB_PYTHON=/path/to/python3.13" >&2; exit 1; }
+	rm -rf $(COLAB_VENV)
+	$(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet $(COLAB_PIP_OPTIONS) -r $(COLAB_PINS)
+	$(COLAB_VENV)/bin/python -m booktools.colab_check --prune
+	@touch $(COLAB_STAMP)
+
+colab-check: $(COLAB_STAMP)
+	$(COLAB_VENV)/bin/python -m booktools.colab_check
 
 clean:
 	rm -rf _build

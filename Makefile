@@ -39,6 +39,13 @@ GPU_PYTHON ?= python3
 gpu-check:
 	$(GPU_PYTHON) -m benchmarks.gpu_check $(if $(OUT),--out $(OUT))
 
+# Page weights and screenshots of the built site, for a person to look at (the browser
+# tests assert; this only measures): _build/site-report/. Builds the book first (from the
+# execution cache when nothing changed). Needs Debian's Chromium, as the tests do.
+.PHONY: site-report
+site-report: book
+	$(BIN)/python -m booktools.site_report
+
 # External links need a network, so this is not part of `make test`. Notebooks come
 # from the execution cache of `make book`. Jupyter Book writes the report into
 # _build/html; it is moved to _build/linkcheck so that it is never published. Fails

@@ -18,6 +18,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from booktools.book import REPO_ROOT, build  # noqa: E402
+from booktools.site_report import CHROMIUM_ARGS, DESKTOP_CONTEXT, chromium_launch_options  # noqa: E402
 
 
 @dataclass
@@ -40,3 +41,35 @@ def built_book() -> BuiltBook:
     (REPO_ROOT / "_build").mkdir(exist_ok=True)
     (REPO_ROOT / "_build" / "build.log").write_text(result.stdout, encoding="utf-8")
     return BuiltBook(result.returncode, result.stdout, REPO_ROOT / "_build" / "html")
+
+
+# Browser tests (tests/test_site*.py) use pytest-playwright's `browser`, `context` and
+# `page` fixtures: one browser per session, a new context (cold cache) and page per test.
+# These two overrides of its option fixtures make it drive Debian's Chromium and give
+# every context the desktop window; a test changes that with
+# @pytest.mark.browser_context_args(...).
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args, browser_name):
+    """Debian's /usr/bin/chromium (a browser is never downloaded), with pytest-playwright's
+    own options on top: --headed, --slowmo, and --browser-channel to drive an installed
+    Chrome or Edge instead."""
+    if browser_name != "chromium":
+        pytest.fail(f"the site is tested in Chromium only, not {browser_name}")
+    if "channel" in browser_type_launch_args:
+        options = {"args": list(CHROMIUM_ARGS), "headless": True}
+    else:
+        try:
+            options = chromium_launch_options()
+        except FileNotFoundError as error:
+            pytest.fail(str(error))
+    options.update(browser_type_launch_args)
+    if options["headless"] is False:
+        options["args"] = [arg for arg in options["args"] if arg != "--headless"]
+    return options
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, **DESKTOP_CONTEXT}

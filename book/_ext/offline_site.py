@@ -7,13 +7,14 @@ A local Sphinx extension, loaded through ``sphinx: local_extensions`` in _config
   requirements.txt) ships MathJax 3.2.2; this extension copies the part of it that the
   site uses into ``_build/html/_static/mathjax`` and ``mathjax_path`` in _config.yml
   points there.
-* **Nothing loaded that a page does not use.** Per page, it drops the CSS/JS of
-  sphinx-design, sphinx-togglebutton, sphinx-copybutton and myst-nb when the page has
-  nothing they act on, and removes duplicated inline scripts.
 * **Lean templates.** ``templates/layout.html`` (next to this file) drops the 1.5 MB
   Font Awesome JavaScript (the icons are drawn by the theme's web fonts, which its CSS
   already loads) and the search index that pydata-sphinx-theme loads on every page for
   search-as-you-type, which this site does not enable (search.html still loads it).
+
+Every page loads the CSS and JavaScript of every Sphinx extension in use. An extension
+that no page needs belongs out of ``extensions`` in _config.yml; `make site-report`
+shows what each page weighs.
 """
 
 from __future__ import annotations
@@ -36,22 +37,6 @@ MATHJAX_PACKAGE_DIR = "sphinx-mathjax-offline/static/mathjax"
 # pulls in, and the accessibility modules of MathJax's right-click menu.
 MATHJAX_FILES = ["tex-chtml.js"]
 MATHJAX_DIRS = ["output/chtml", "input/tex/extensions", "ui", "a11y", "sre"]
-
-# Assets that are dropped from a page whose HTML body contains none of the markers.
-OPTIONAL_ASSETS = {
-    # sphinx-design: grids, cards, tabs, dropdowns, icons
-    "sphinx-design": (("sphinx-design.min.css", "design-tabs.js"), ('class="sd-', " sd-")),
-    # sphinx-togglebutton: `.toggle` elements and dropdown admonitions
-    "togglebutton": (
-        ("togglebutton.css", "togglebutton.js", "toggleHint", "toggleOpenOnPrint",
-         "togglebuttonSelector"),
-        ("toggle", "dropdown"),
-    ),
-    # sphinx-copybutton: the copy button on code blocks
-    "copybutton": (("copybutton.css", "copybutton.js", "clipboard.min.js"), ('class="highlight',)),
-    # myst-nb: styles of notebook cells and their (ANSI-coloured) outputs
-    "myst-nb": (("mystnb.",), ('class="cell', "cell_output", "-Color")),
-}
 
 
 def mathjax_source() -> Path:
@@ -90,37 +75,7 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
         shutil.copytree(source / name, target / name, dirs_exist_ok=True)
 
 
-def _asset_text(asset) -> str:
-    return f"{asset.filename or ''} {asset.attributes.get('body', '')}"
-
-
-def prune_page_assets(app: Sphinx, pagename, templatename, context, doctree) -> None:
-    body = context.get("body", "")
-    drop: list[str] = []
-    for assets, markers in OPTIONAL_ASSETS.values():
-        if not any(marker in body for marker in markers):
-            drop.extend(assets)
-
-    for key in ("script_files", "css_files"):
-        files = context.get(key)
-        if files is None:
-            continue
-        kept, seen = [], set()
-        for asset in files:
-            text = _asset_text(asset)
-            if any(name in text for name in drop):
-                continue
-            identity = (str(asset.filename or ""), asset.attributes.get("body", ""))
-            if identity in seen:  # the same inline script registered twice
-                continue
-            seen.add(identity)
-            kept.append(asset)
-        files[:] = kept
-
-
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", check_config)
-    # After every other handler (MathJax and myst-nb add their files at 500).
-    app.connect("html-page-context", prune_page_assets, priority=900)
     app.connect("build-finished", copy_mathjax)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

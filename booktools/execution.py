@@ -2,8 +2,8 @@
 
 The build executes every chapter once, alone in an empty temporary folder
 (``execute.run_in_temp`` in _config.yml), and stores the executed notebook with its run
-time in the execution cache (``_build/.jupyter_cache``). The tests and the Colab check read
-the chapters' outputs and run times from here instead of executing them again.
+time in the execution cache (``_build/.jupyter_cache``). The tests read the chapters'
+outputs and run times from here instead of executing them again.
 
     python -m booktools.execution     # each chapter's run time in the current cache
 """

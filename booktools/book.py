@@ -20,10 +20,12 @@ BUILD_ARGS = ["build", ".", "-W", "-n", "--keep-going"]
 
 # Names each chapter's `library` cells must define (CONTRIBUTING.md, notebook conventions).
 PUBLIC_NAMES = {
-    "01_why_normalize": ["DeepMLP", "activation_statistics", "gradient_norms", "load_digits_split"],
+    "01_why_normalize": ["DeepMLP", "init_std", "activation_statistics", "saturation_fraction",
+                         "gradient_norms", "load_digits_split", "Checker", "CheckReport",
+                         "check_my_init_std", "check_my_standardize", "check_breaking_depth"],
     "02_batch_norm": ["BatchNorm", "batch_norm_backward", "make_mlp", "train_mlp", "evaluate",
-                      "load_digits_split", "check_running_update", "check_batch_norm_backward",
-                      "check_folded_linear"],
+                      "load_digits_split", "recompute_batch_norm_statistics", "check_running_update",
+                      "check_batch_norm_backward", "check_folded_linear"],
     "03_batch_norm_limits": ["load_digits_split", "make_mlp", "evaluate", "train_mlp",
                              "class_pair_batches", "BatchRenorm1d", "bias_corrected_statistics",
                              "batch_norm_statistics", "population_statistics", "evaluate_with",

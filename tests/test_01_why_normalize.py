@@ -48,6 +48,19 @@ def test_initial_weight_scale_and_zero_bias(ch, init, expected):
         assert torch.count_nonzero(layer.bias) == 0
 
 
+def test_gain_multiplies_the_hidden_weights_scale_as_in_pytorch(ch):
+    torch.manual_seed(1)
+    model = ch.DeepMLP(2, 512, 256, 10, activation="tanh", init="xavier", gain=5 / 3)
+    reference = torch.empty(512, 512)
+    torch.nn.init.xavier_normal_(reference, gain=torch.nn.init.calculate_gain("tanh"))
+    assert model.hidden[1].weight.std().item() == pytest.approx(reference.std().item(), rel=0.03)
+    assert ch.init_std("xavier", 512, 512, gain=5 / 3) == pytest.approx(5 / 3 * math.sqrt(2 / 1024))
+    head_std = model.head.weight.std().item()  # the read-out keeps the plain Xavier scale
+    assert head_std == pytest.approx(math.sqrt(2 / (512 + 10)), rel=0.1)
+    with pytest.raises(ValueError, match="gain"):
+        ch.DeepMLP(2, 8, 4, 2, init="xavier", gain=0.0)
+
+
 def test_activation_statistics_match_direct_computation(ch):
     torch.manual_seed(2)
     model = ch.DeepMLP(6, 32, 20, 3, activation="tanh", init="xavier")
@@ -71,10 +84,35 @@ def test_gradient_norms_match_autograd(ch):
     model = ch.DeepMLP(4, 16, 10, 5, activation="relu", init="kaiming")
     x, y = torch.randn(30, 10), torch.randint(0, 5, (30,))
     norms = ch.gradient_norms(model, x, y)
-    assert norms.shape == (4,)
+    assert norms.shape == (4,) and norms.dtype == torch.float64
     assert all(p.grad is None for p in model.parameters())  # leaves .grad untouched
     F.cross_entropy(model(x), y).backward()
-    torch.testing.assert_close(norms, torch.stack([layer.weight.grad.norm() for layer in model.hidden]))
+    torch.testing.assert_close(norms, torch.stack([layer.weight.grad.double().norm() for layer in model.hidden]))
+
+
+def test_gradient_norms_of_tiny_gradients_are_not_zero(ch):
+    # std-0.01 weights give gradient entries far below 1e-23, whose float32 squares underflow
+    torch.manual_seed(3)
+    model = ch.DeepMLP(30, 64, 64, 10, activation="tanh", init="normal", std=0.01)
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), [layer.weight for layer in model.hidden])
+    assert grads[-1].norm() == 0  # the float32 norm underflows ...
+    norms = ch.gradient_norms(model, x, y)
+    assert (norms > 0).all()  # ... the float64 norm does not
+    torch.testing.assert_close(norms[-1], grads[-1].double().pow(2).sum().sqrt())
+
+
+def test_saturation_fraction_matches_direct_computation_and_needs_tanh(ch):
+    torch.manual_seed(7)
+    model = ch.DeepMLP(4, 32, 16, 3, activation="tanh", init="normal", std=1.0)
+    x = torch.randn(40, 16)
+    with torch.no_grad():
+        _, record = model(x, return_activations=True)
+    expected = torch.stack([(r["post"].abs() > 0.99).float().mean() for r in record])
+    torch.testing.assert_close(ch.saturation_fraction(model, x), expected)
+    assert expected[1:].min() > 0.5  # std-1 weights on 32 inputs: most units saturate
+    with pytest.raises(ValueError, match="relu"):
+        ch.saturation_fraction(ch.DeepMLP(2, 4, 3, 2, activation="relu"), torch.randn(5, 3))
 
 
 def test_variance_propagation_kaiming_keeps_std_small_std_collapses(ch):
@@ -161,17 +199,39 @@ def right_init_std(fan_in, fan_out, activation):
     return math.sqrt(gain / fan_in)
 
 
-def test_init_checker_passes_right_and_reports_wrong_answers(ch, capsys):
-    assert all(ch.check_my_init_std(right_init_std).values())
-    assert "FAIL" not in capsys.readouterr().out
+def test_init_checker_passes_a_right_answer(ch, capsys):
+    report = ch.check_my_init_std(right_init_std)
+    assert isinstance(report, ch.CheckReport) and report
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and f"all {len(report)} cases passed" in out
 
-    def xavier(fan_in, fan_out, activation):
-        return math.sqrt(2 / (fan_in + fan_out))
 
-    report = ch.check_my_init_std(xavier)  # must not raise
-    assert not report["formula"] and not report["simulation"]
+def xavier_style(fan_in, fan_out, activation):  # the right gain, but Xavier's average of the fans
+    return right_init_std((fan_in + fan_out) / 2, fan_out, activation)
+
+
+@pytest.mark.parametrize("wrong", [
+    xavier_style,
+    lambda fan_in, fan_out, activation: math.sqrt(2 / (fan_in + fan_out)),   # plain Xavier
+    lambda fan_in, fan_out, activation: right_init_std(fan_out, fan_in, activation),  # fan_out
+    lambda fan_in, fan_out, activation: math.sqrt(2 / fan_in),               # Kaiming for every f
+], ids=["xavier-style", "xavier", "fan-out", "kaiming-everywhere"])
+def test_init_checker_reports_wrong_answers(ch, capsys, wrong):
+    report = ch.check_my_init_std(wrong)  # must not raise
+    assert not report and report.failed
     assert "FAIL" in capsys.readouterr().out
 
+
+def test_init_checker_rejects_a_xavier_style_answer_on_non_square_layers(ch):
+    report = ch.check_my_init_std(xavier_style, verbose=False)
+    assert report["formula, fan_in=64, fan_out=64, relu"]  # square layers cannot tell them apart
+    assert not report["formula, fan_in=256, fan_out=128, relu"]
+    assert not report["formula, fan_in=100, fan_out=300, linear"]
+    assert not report["simulation, 40 relu layers of widths 512 and 256"]
+    assert not report["simulation, 40 linear layers of widths 512 and 256"]
+
+
+def test_init_checker_reports_crashes_and_non_numbers(ch):
     def broken(fan_in, fan_out, activation):
         raise RuntimeError("not written yet")
 
@@ -183,25 +243,45 @@ def test_standardize_checker(ch, capsys):
     def right(h):
         return F.layer_norm(h, h.shape[-1:], eps=1e-5)
 
-    assert all(ch.check_my_standardize(right).values())
+    assert ch.check_my_standardize(right)
     assert "FAIL" not in capsys.readouterr().out
 
     def per_feature(h):
         return (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-5)
 
     report = ch.check_my_standardize(per_feature)
-    assert not report["values"] and not report["independence"]
+    assert not any(passed for case, passed in report.items() if case.startswith("values"))
+    assert not report["independence, batch of one"] and not report["independence, other rows scaled"]
     assert "FAIL" in capsys.readouterr().out
 
     def unbiased(h):
         return (h - h.mean(1, keepdim=True)) / torch.sqrt(h.var(1, keepdim=True) + 1e-5)
 
-    assert not ch.check_my_standardize(unbiased, verbose=False)["values"]
+    report = ch.check_my_standardize(unbiased, verbose=False)
+    assert not any(passed for case, passed in report.items() if case.startswith("values"))
 
     def detached(h):
         d = h.detach()
         return (h - d.mean(1, keepdim=True)) / torch.sqrt(d.var(1, unbiased=False, keepdim=True) + 1e-5)
 
     report = ch.check_my_standardize(detached, verbose=False)
-    assert report["values"] and not report["gradients"]
+    assert all(passed for case, passed in report.items() if case.startswith("values"))
+    assert not report["gradients"]
     assert not any(ch.check_my_standardize(lambda h: 1 / 0, verbose=False).values())
+
+
+def test_breaking_depth_checker(ch, capsys):
+    assert ch.check_breaking_depth(21)
+    assert "FAIL" not in capsys.readouterr().out
+    report = ch.check_breaking_depth(20, verbose=False)  # the absolute-threshold answer
+    assert not report["the variance rule's prediction"]
+    assert not any(ch.check_breaking_depth(15, verbose=False).values())
+    assert not any(ch.check_breaking_depth("twenty", verbose=False).values())
+
+
+def test_breaking_depth_checker_leaves_the_global_random_state_alone(ch):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    ch.check_breaking_depth(21, verbose=False)
+    torch.testing.assert_close(torch.rand(3), expected)

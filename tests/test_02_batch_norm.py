@@ -189,6 +189,52 @@ def test_make_mlp_variants(ch):
         ch.make_mlp(init="xavier")
 
 
+def test_recompute_batch_norm_statistics_matches_update_bn(ch):
+    from torch.optim.swa_utils import update_bn
+
+    torch.manual_seed(0)
+    x = torch.randn(200, 64) * 2 + 1
+    reference = ch.make_mlp("batch", depth=3, width=8)
+    for momentum_layer in reference:
+        if isinstance(momentum_layer, nn.BatchNorm1d):
+            momentum_layer.momentum = 0.3
+    reference.train()
+    reference(x[:50])  # running estimates that differ from the population statistics
+    ours = ch.make_mlp("batch", depth=3, width=8)
+    ours.load_state_dict(reference.state_dict())
+    for layer in ours:
+        if isinstance(layer, nn.BatchNorm1d):
+            layer.momentum = 0.3
+    ours.eval()
+    update_bn([x[i : i + 32] for i in range(0, 200 - 31, 32)], reference)
+    assert ch.recompute_batch_norm_statistics(ours, x, batch_size=32) is ours
+    for (name, expected), (_, got) in zip(reference.named_buffers(), ours.named_buffers(), strict=True):
+        torch.testing.assert_close(got, expected, msg=name)
+    assert not ours.training  # the mode is restored
+    assert all(layer.momentum == 0.3 for layer in ours if isinstance(layer, nn.BatchNorm1d))
+    for (name, a), (_, b) in zip(reference.named_parameters(), ours.named_parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)  # parameters untouched
+
+
+def test_recompute_batch_norm_statistics_works_on_our_module_and_rejects_bad_input(ch):
+    torch.manual_seed(1)
+    model = ch.make_mlp(ch.BatchNorm, depth=2, width=4)
+    x = torch.randn(64, 64) + 3
+    ch.recompute_batch_norm_statistics(model, x, batch_size=16)
+    first = model[1]
+    with torch.no_grad():
+        summed = model[0](x)
+    means = torch.stack([summed[i : i + 16].mean(0) for i in range(0, 64, 16)]).mean(0)
+    torch.testing.assert_close(first.running_mean, means, rtol=1e-5, atol=1e-6)
+    assert int(first.num_batches_tracked) == 4
+    with pytest.raises(ValueError, match="no batch norm"):
+        ch.recompute_batch_norm_statistics(ch.make_mlp("layer", depth=2), x)
+    with pytest.raises(ValueError, match="batch_size"):
+        ch.recompute_batch_norm_statistics(model, x, batch_size=65)
+
+
+# --- exercise checkers -----------------------------------------------------------------
+
 def _good_update(running_mean, running_var, count, x, momentum):
     with torch.no_grad():
         dims = [0, *range(2, x.dim())]
@@ -199,23 +245,28 @@ def _good_update(running_mean, running_var, count, x, momentum):
                 (1 - f) * running_var + f * x.var(dims, correction=0) * m / (m - 1), count)
 
 
-def test_check_running_update_accepts_right_and_reports_wrong(ch, capsys):
-    assert all(ch.check_running_update(_good_update, verbose=False).values())
+def test_check_running_update_accepts_a_right_answer(ch, capsys):
+    report = ch.check_running_update(_good_update)
+    assert isinstance(report, ch.CheckReport) and report
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and f"all {len(report)} cases passed" in out
 
+
+def test_check_running_update_reports_wrong_answers(ch, capsys):
     def biased(rm, rv, c, x, momentum):  # forgets Bessel's correction
         with torch.no_grad():
             dims = [0, *range(2, x.dim())]
             f = 1.0 / float(c + 1) if momentum is None else momentum
             return (1 - f) * rm + f * x.mean(dims), (1 - f) * rv + f * x.var(dims, correction=0), c + 1
 
-    result = ch.check_running_update(biased)
-    assert not all(result.values())
+    report = ch.check_running_update(biased)
+    assert not report and report["no autograd history"] and report["arguments unchanged"]
     assert "FAIL" in capsys.readouterr().out
 
     def keras_momentum(rm, rv, c, x, momentum):  # uses momentum the Keras way round
         return _good_update(rm, rv, c, x, None if momentum is None else 1 - momentum)
 
-    assert not all(ch.check_running_update(keras_momentum, verbose=False).values())
+    assert not ch.check_running_update(keras_momentum, verbose=False)
 
     def with_graph(rm, rv, c, x, momentum):  # builds autograd history
         dims = [0, *range(2, x.dim())]
@@ -224,8 +275,16 @@ def test_check_running_update_accepts_right_and_reports_wrong(ch, capsys):
         return ((1 - f) * rm + f * x.mean(dims),
                 (1 - f) * rv + f * x.var(dims, correction=0) * m / (m - 1), c + 1)
 
-    result = ch.check_running_update(with_graph, verbose=False)
-    assert not result["no autograd history"]
+    report = ch.check_running_update(with_graph, verbose=False)
+    assert report.failed == ["no autograd history"]
+
+    def in_place(rm, rv, c, x, momentum):  # right values, but updates the buffers it was given
+        new_mean, new_var, new_count = _good_update(rm, rv, c, x, momentum)
+        rm.copy_(new_mean), rv.copy_(new_var), c.add_(1)
+        return rm, rv, c
+
+    report = ch.check_running_update(in_place, verbose=False)
+    assert report.failed == ["arguments unchanged"]
 
     def broken(*args):
         raise RuntimeError("not implemented")
@@ -234,28 +293,56 @@ def test_check_running_update_accepts_right_and_reports_wrong(ch, capsys):
 
 
 def test_check_batch_norm_backward_accepts_right_and_reports_wrong(ch):
-    assert all(ch.check_batch_norm_backward(ch.batch_norm_backward, verbose=False).values())
+    assert ch.check_batch_norm_backward(ch.batch_norm_backward, verbose=False)
 
     def divides_by_n(dy, x, weight, eps):  # normalizes the sums by N instead of m
         dx, dw, db = ch.batch_norm_backward(dy, x, weight, eps)
         return dx * (x.numel() // x.shape[1]) / x.shape[0], dw, db
 
-    result = ch.check_batch_norm_backward(divides_by_n, verbose=False)
-    assert any(result.values()) and not all(result.values())  # 2-D passes, others fail
+    report = ch.check_batch_norm_backward(divides_by_n, verbose=False)
+    assert [case for case, passed in report.items() if passed] == [
+        "x of shape (7, 3), weight given", "x of shape (7, 3), weight None"]  # 2-D passes, others fail
     assert not any(ch.check_batch_norm_backward(lambda *a: None, verbose=False).values())
+
+    def no_weight_gradient(dy, x, weight, eps):  # forgets the gain in dx
+        return ch.batch_norm_backward(dy, x, None, eps)
+
+    report = ch.check_batch_norm_backward(no_weight_gradient, verbose=False)
+    assert not any(passed for case, passed in report.items() if case.endswith("weight given"))
+
+
+def _fold(linear, bn):
+    with torch.no_grad():
+        gamma = bn.weight if bn.affine else torch.ones_like(bn.running_mean)
+        beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+        b = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+        s = gamma / torch.sqrt(bn.running_var + bn.eps)
+        out = nn.Linear(linear.in_features, linear.out_features, dtype=linear.weight.dtype)
+        out.weight.copy_(s[:, None] * linear.weight)
+        out.bias.copy_(s * (b - bn.running_mean) + beta)
+    return out
 
 
 def test_check_folded_linear_accepts_right_and_reports_wrong(ch):
-    def fold(linear, bn):
-        with torch.no_grad():
-            gamma = bn.weight if bn.affine else torch.ones_like(bn.running_mean)
-            beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
-            b = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
-            s = gamma / torch.sqrt(bn.running_var + bn.eps)
-            out = nn.Linear(linear.in_features, linear.out_features, dtype=linear.weight.dtype)
-            out.weight.copy_(s[:, None] * linear.weight)
-            out.bias.copy_(s * (b - bn.running_mean) + beta)
-        return out
-
-    assert all(ch.check_folded_linear(fold, verbose=False).values())
+    assert ch.check_folded_linear(_fold, verbose=False)
     assert not any(ch.check_folded_linear(lambda linear, bn: linear, verbose=False).values())
+
+    def folds_in_place(linear, bn):  # right values, written into the layer it was given
+        folded = _fold(linear, bn)
+        if linear.bias is None:
+            return folded
+        with torch.no_grad():
+            linear.weight.copy_(folded.weight), linear.bias.copy_(folded.bias)
+        return linear
+
+    report = ch.check_folded_linear(folds_in_place, verbose=False)
+    assert report.failed == ["linear bias on, batch norm affine on", "linear bias on, batch norm affine off"]
+
+    def ignores_eps(linear, bn):
+        eps, bn.eps = bn.eps, 0.5
+        try:
+            return _fold(linear, bn)
+        finally:
+            bn.eps = eps
+
+    assert not any(ch.check_folded_linear(ignores_eps, verbose=False).values())

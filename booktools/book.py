@@ -41,7 +41,7 @@ PUBLIC_NAMES = {
                       "check_my_layer_norm", "check_my_group_norm", "check_invariance_answer",
                       "check_jacobian_eigenvalues", "statistics_partners", "normalized_dims",
                       "teacher_task", "init_ln_classifier", "train_ln_classifier",
-                      "normalization_kernels_called"],
+                      "normalization_kernels_called", "table_1_setting"],
     "05_layer_norm_pytorch": ["LayerNorm", "layer_norm", "LayerNormFunction", "layer_norm_input_grad",
                               "check_my_layer_norm", "check_my_rms_norm_function"],
     "06_fast_layer_norm": ["triton_layer_norm", "naive_layer_norm", "layer_norm", "layer_norm_bytes",

@@ -151,6 +151,23 @@ def test_invariance_margins_are_wide():
             assert (value < 1e-12) if invariant else (value > 1e-2), (method, column, value)
 
 
+def test_eps_error_of_the_scale_invariances_is_first_order_predicted():
+    x, W, delta, _ = ch.table_1_setting()
+    a = x @ W.T
+    var = a.var(dim=1, unbiased=False, keepdim=True)
+    x_hat = (a - a.mean(dim=1, keepdim=True)) / var.sqrt()
+    predicted = (x_hat.abs() * 1e-5 / (2 * var) * abs(1 - delta**-2)).max().item()
+    measured = ch.invariance_changes(eps=1e-5)["layer norm"]["weight matrix re-scaling"]
+    assert 0.9 < measured / predicted < 1.1
+
+
+def test_table_1_setting_is_what_invariance_changes_uses():
+    x, W, delta, shift = ch.table_1_setting(seed=5)
+    expected = (ch.layer_norm_summed_inputs(delta * W, x) - ch.layer_norm_summed_inputs(W, x)).abs().max()
+    assert ch.invariance_changes(seed=5, eps=0.0)["layer norm"]["weight matrix re-scaling"] == expected.item()
+    assert ch.table_1_setting(delta=-2.0)[2] == -2.0
+
+
 def test_eps_makes_scale_invariance_approximate():
     ln = ch.invariance_table(eps=1e-5, delta=1e-3)["layer norm"]
     assert ln["weight matrix re-centering"]
@@ -256,6 +273,36 @@ def test_training_from_a_longer_w_is_training_with_a_smaller_learning_rate():
                                rtol=1e-6, atol=1e-12)
 
 
+def test_fixed_weight_norm_keeps_the_norm_and_the_function():
+    x, labels = ch.teacher_task(4, examples=64)
+    start = ch.init_ln_classifier(4)
+    free = ch.train_ln_classifier(start, x, labels, 3.0, 20, weight_lr=30.0)
+    fixed = ch.train_ln_classifier(start, x, labels, 3.0, 20, weight_lr=30.0, fixed_weight_norm=True)
+    norms = torch.tensor(fixed["weight_norm"], dtype=torch.float64)
+    torch.testing.assert_close(norms, norms[:1].expand_as(norms))
+    assert free["weight_norm"][-1] > 1.5 * free["weight_norm"][0]
+    # rescaling W changes nothing the network computes: the first step is the same in both runs
+    assert free["loss"][:2] == fixed["loss"][:2]
+    assert free["loss"][-1] != fixed["loss"][-1]
+
+
+def test_scaling_w_divides_the_hessian_by_delta_squared():
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(16, 5, generator=g, dtype=torch.float64)
+    W = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    readout = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 3, (16,), generator=g)
+
+    def loss(w):
+        h = torch.tanh(ch.layer_norm_reference(x @ w.view_as(W).T, 4, eps=0.0))
+        return F.cross_entropy(h @ readout, labels)
+
+    hessian = torch.autograd.functional.hessian(loss, W.flatten())
+    delta = 3.0
+    scaled = torch.autograd.functional.hessian(loss, delta * W.flatten())
+    torch.testing.assert_close(delta**2 * scaled, hessian, rtol=1e-8, atol=1e-12)
+
+
 # --- exercise checkers -----------------------------------------------------------------
 
 
@@ -325,6 +372,13 @@ def eps_outside(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return _affine((x - mean) / (std + eps), weight, bias)
 
 
+def centres_then_rms_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Runs PyTorch's own RMSNorm, which on a CPU has no kernel of its own."""
+    dims = ch.normalized_dims(x, normalized_shape)
+    shape = tuple(x.shape[d] for d in dims)
+    return _affine(F.rms_norm(x - x.mean(dims, keepdim=True), shape, eps=eps), weight, bias)
+
+
 def raises(*args):
     raise RuntimeError("not implemented yet")
 
@@ -349,6 +403,7 @@ def test_layer_norm_checker_passes_a_correct_answer(capsys):
     [
         (calls_f_layer_norm, {"written from the definition"}),
         (calls_the_module, {"written from the definition"}),
+        (centres_then_rms_norm, {"written from the definition"}),
         (last_dim_only, {MISMATCH, *VALUES, "gradients of x, gain and bias"}),
         (unbiased_variance, {MISMATCH, *VALUES, *GRADIENTS, "variance below eps"}),
         (detached_statistics, {MISMATCH, *GRADIENTS}),
@@ -376,6 +431,9 @@ def test_normalization_kernels_are_detected():
         "group": ch.normalization_kernels_called(F.group_norm, x, 2),
         "batch": ch.normalization_kernels_called(F.batch_norm, x, None, None, training=True),
         "instance": ch.normalization_kernels_called(F.instance_norm, x),
+        "rms": ch.normalization_kernels_called(F.rms_norm, x, (6,)),
+        "rms module": ch.normalization_kernels_called(torch.nn.RMSNorm(6), x),
+        "torch.rms_norm": ch.normalization_kernels_called(torch.rms_norm, x, (6,)),
     }
     assert all(found.values()), found
     assert ch.normalization_kernels_called(ch.layer_norm_reference, x, 6) == []
@@ -399,6 +457,15 @@ def test_group_norm_checker():
 
     calls_torch = ch.check_my_group_norm(good, verbose=False)
     assert calls_torch.failed == ["not F.group_norm"]
+
+    def from_f_layer_norm(x, num_groups, weight=None, bias=None, eps=1e-5):  # allowed: the idea
+        grouped = x.reshape(x.shape[0], num_groups, -1)
+        y = F.layer_norm(grouped, grouped.shape[-1:], eps=eps).reshape(x.shape)
+        shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        return _affine(y, None if weight is None else weight.reshape(shape),
+                       None if bias is None else bias.reshape(shape))
+
+    assert ch.check_my_group_norm(from_f_layer_norm, verbose=False)
     assert ch.check_my_group_norm(_group_norm_from_layer_norm, verbose=False)
     wrong = ch.check_my_group_norm(per_group_statistics_over_channels_only, verbose=False)
     assert not wrong["values: input (4, 6, 5), 2 groups"]

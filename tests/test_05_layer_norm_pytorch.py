@@ -474,6 +474,26 @@ def test_saves_only_float32_statistics_beyond_input(dtype):
     assert total >= x.numel() * x.element_size()  # the input itself is saved (x_hat recomputed)
 
 
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT)
+@pytest.mark.parametrize("param_dtype", ["float32", "same"])
+def test_16_bit_parameter_gradients_are_summed_in_float32_and_rounded_once(dtype, param_dtype):
+    rows, hidden = 4096, 16
+    gen = torch.Generator().manual_seed(5)
+    p_dtype = torch.float32 if param_dtype == "float32" else dtype
+    x = torch.randn(rows, hidden, generator=gen).to(dtype)
+    dy = torch.randn(rows, hidden, generator=gen).to(dtype)
+    w = (1 + 0.1 * torch.randn(hidden, generator=gen)).to(p_dtype).requires_grad_()
+    b = torch.randn(hidden, generator=gen).to(p_dtype).requires_grad_()
+    grads = torch.autograd.grad(ch.layer_norm(x, hidden, w, b), (w, b), dy)
+    w64, b64 = (t.detach().double().requires_grad_() for t in (w, b))
+    exact = torch.autograd.grad(F.layer_norm(x.double(), (hidden,), w64, b64), (w64, b64), dy.double())
+    for got, want in zip(grads, exact, strict=True):
+        assert got.dtype == p_dtype
+        error = (got.double() - want).abs().max().item()
+        floor = (want.to(p_dtype).double() - want).abs().max().item()  # rounded once to p_dtype
+        assert error <= floor + 1e-6 * want.abs().max().item(), (error, floor)
+
+
 # ------------------------------------------------------------------ numerics
 
 
@@ -773,6 +793,9 @@ def normalized_dims(normalized_shape):
 
 def good_attempt(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     dims = normalized_dims(normalized_shape)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.dim() - len(shape):]) != shape:
+        raise ValueError("normalized_shape does not match the input")
     x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
     mean = x.mean(dims, keepdim=True)
     out = (x - mean) / torch.sqrt(((x - mean) ** 2).mean(dims, keepdim=True) + eps)
@@ -837,7 +860,19 @@ def always_raises(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     raise NotImplementedError("not written yet")
 
 
-LN_CASES = {"shape handling", "values", "gradients", "float32 input with a large mean",
+def centres_then_rms_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """PyTorch's own RMSNorm after centring: on a CPU it runs no normalization kernel."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    dims = normalized_dims(normalized_shape)
+    x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+    out = F.rms_norm(x - x.mean(dims, keepdim=True), shape, eps=eps)
+    out = out * weight if weight is not None else out
+    out = out + bias if bias is not None else out
+    return out.to(input.dtype)
+
+
+MISMATCH = "mismatched normalized_shape raises"
+LN_CASES = {"shape handling", MISMATCH, "values", "gradients", "float32 input with a large mean",
             "float16 input with large values", "a NaN stays in its example",
             "written from tensor operations"}
 
@@ -853,11 +888,13 @@ def test_layer_norm_checker_passes_right_answers():
     "fn, failing",
     [
         (calls_f_layer_norm, {"written from tensor operations"}),
-        (one_pass_attempt, {"float32 input with a large mean", "float16 input with large values"}),
+        (centres_then_rms_norm, {"written from tensor operations"}),
+        (one_pass_attempt, {MISMATCH, "float32 input with a large mean",
+                            "float16 input with large values"}),
         (ignores_weight, {"values", "gradients"}),
-        (last_dim_only, {"values", "gradients"}),
+        (last_dim_only, {MISMATCH, "values", "gradients"}),
         (wrong_gradient, {"gradients"}),
-        (sixteen_bit_statistics, {"float16 input with large values"}),
+        (sixteen_bit_statistics, {MISMATCH, "float16 input with large values"}),
         (nan_everywhere, {"a NaN stays in its example"}),
         (always_raises, LN_CASES),
     ],
@@ -963,6 +1000,16 @@ def test_rms_norm_function_checker():
     once, printed = run_checker(ch.check_my_rms_norm_function, rms_once)
     assert set(once.failed) == {"second derivatives (gradgradcheck)", "forward mode",
                                 "vmap(jacrev(...))"}, printed
+
+    class _ModernOnce(_RMSNorm):  # the modern Function, its backward marked @once_differentiable
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, grad_out, grad_rstd):
+            return _RMSNorm.backward(ctx, grad_out, grad_rstd)
+
+    modern_once, printed = run_checker(ch.check_my_rms_norm_function,
+                                       lambda x, w=None, eps=1e-6: _ModernOnce.apply(x, w, eps)[0])
+    assert modern_once.failed == ["second derivatives (gradgradcheck)"], printed
     broken, _ = run_checker(ch.check_my_rms_norm_function, lambda x, w=None, eps=1e-6: 2 * rms_function(x, w))
     assert not broken["values"]
     crashes, _ = run_checker(ch.check_my_rms_norm_function, always_raises)

@@ -17,7 +17,8 @@ PyYAML; no virtual environment and no network needed) and runs, in order:
 3. chapter 6's code cells, top to bottom, as a script in an empty folder (the chapter's GPU
    section measures live; nbclient is not needed).
 
-It prints a summary and exits non-zero if any step failed. About 6 minutes on an H100/H200.
+It prints a summary and exits non-zero if any step failed. Its run time on an H100/H200 has
+not been measured (an estimate: several minutes).
 """
 
 from __future__ import annotations

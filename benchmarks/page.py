@@ -45,6 +45,9 @@ def _header(result: dict) -> list[str]:
         lines.append("- **Quick run:** tiny shapes, a smoke test rather than a measurement")
     if result.get("note"):
         lines.append(f"- **Note recorded with the run:** {result['note']}")
+    else:
+        lines.append("- **Note recorded with the run:** none (the conditions of the run, such as other "
+                     "load on the machine, were not recorded)")
     return lines
 
 
@@ -56,8 +59,9 @@ def _table(result: dict, baseline: str) -> list[str]:
     head = "| pass | dtype | rows | N | implementation | median ms | GB/s | % of copy | speed-up vs " + baseline + " |"
     rule = "|---|---|---:|---:|---|---:|---:|---:|---:|"
     if kernels:
-        head += " kernels ms | kernels GB/s | kernels % of copy | kernels speed-up |"
-        rule += "---:|---:|---:|---:|"
+        head += (" kernels ms | kernels GB/s | kernels % of same-shape copy | kernels speed-up |"
+                 " x and y / L2 |")
+        rule += "---:|---:|---:|---:|---:|"
     lines = [head, rule]
     for r in records:
         b = base.get(key(r))
@@ -66,12 +70,14 @@ def _table(result: dict, baseline: str) -> list[str]:
         row = (f"| {r['pass']} | {r['dtype']} | {r['rows']} | {r['hidden']} | {r['implementation']} | "
                f"{1e3 * r['median_s']:.3f} | {r['gb_per_s']:.1f} | {frac} | {speed} |")
         if kernels:
+            l2 = "" if r.get("working_set_over_l2") is None else f"{r['working_set_over_l2']:.1f}"
             if r.get("kernel_gb_per_s"):
                 kspeed = (f"{b['kernel_s'] / r['kernel_s']:.2f}x" if b and b.get("kernel_gb_per_s") else "")
+                same = r.get("kernel_fraction_of_same_shape_copy")
                 row += (f" {1e3 * r['kernel_s']:.3f} | {r['kernel_gb_per_s']:.1f} | "
-                        f"{100 * r['kernel_fraction_of_copy']:.0f}% | {kspeed} |")
+                        f"{'' if same is None else f'{100 * same:.0f}%'} | {kspeed} | {l2} |")
             else:
-                row += " | | | |"
+                row += f" | | | | {l2} |"
         lines.append(row)
     return lines
 
@@ -89,12 +95,19 @@ def render(results: list[dict]) -> str:
            "measures live when it runs on a GPU.", "", "## GPU", ""]
     if not gpu:
         out += ["**No GPU results have been recorded yet.** The fused Triton kernels have been checked",
-                "for correctness (by Triton's interpreter on a CPU) and compiled for an A100 and an H100",
-                "without a GPU (no register spills, pipelined backward loops), but their speed has not",
-                "been measured. To record it, run `make gpu-check` (or `make bench`) in the repository",
-                "on a machine with a CUDA GPU and Triton, and commit the JSON file and this page.", ""]
+                "for correctness (by Triton's interpreter on a CPU) and compiled for a T4, an A100 and",
+                "an H100 without a GPU (no register spills; the backward's row loop pipelined up to",
+                "8192 columns on the A100 and H100, and 16 or more warps per SM where it is not), but",
+                "their speed has not been measured. To record it, run `make gpu-check` (or `make bench`)",
+                "in the repository on a machine with a CUDA GPU and Triton, and commit the JSON file",
+                "and this page.", ""]
     for result in gpu:
-        out += [f"### {result['device']['name']}", "", *_header(result), ""]
+        out += [f"### {result['device']['name']}", "", *_header(result), "",
+                "\"% of copy\" compares a whole call (L2 cache flushed) with the large copy of the",
+                "header. The kernel-only times replay the kernels back to back without flushing the",
+                "L2 cache, so they are compared with a copy of a tensor of the same shape timed the",
+                "same way; where x and y take less than 4 times the L2 cache (last column), part of",
+                "the data comes from the L2 cache, and such shapes are not judged against the targets.", ""]
         targets = result.get("targets") or []
         if targets:
             met = sum(t["met"] for t in targets)
@@ -112,7 +125,12 @@ def render(results: list[dict]) -> str:
     for result in cpu:
         out += [f"### {result['device']['name']}", "", *_header(result), "",
                 "One thread; speed-ups are relative to the naive composite of tensor operations. CPU",
-                "timings depend heavily on the machine and on its load when they were taken.", "",
+                "timings depend heavily on the machine and on its load when they were taken. \"% of",
+                "copy\" compares with the large copy of the header, which streams from main memory; the",
+                "tensors here take a few MiB, and the processor's caches serve part of them, so a",
+                "figure above 100% (the same-shape copy's, or a layer norm's) means cache, not a",
+                "kernel faster than memory. The same-shape copy, timed in the same turns, is the fair",
+                "ceiling for each row.", "",
                 *_table(result, "naive"), ""]
     return "\n".join(out).rstrip("\n") + "\n"
 

@@ -42,14 +42,17 @@ CPU_QUICK = {"rows": 64, "hidden_sizes": (256, 512)}
 CPU_PASSES = ("forward", "forward+backward")
 
 # The GPU sweep. The largest case (16384 x 16384 float32) keeps about 7 GiB alive, so the
-# sweep fits a 16 GB GPU; a shape that does not fit is reported and skipped.
-GPU_FULL = {"rows": (4096, 16384), "hidden_sizes": (1024, 2048, 4096, 8192, 16384)}
+# sweep fits a 16 GB GPU; a shape that does not fit is reported and skipped. "l2_multiple": each
+# hidden size also gets enough rows that the forward's x and y take that many times the L2 cache
+# (kernel-only times replay back to back without flushing it: smaller tensors are read from L2).
+GPU_FULL = {"rows": (4096, 16384), "hidden_sizes": (1024, 2048, 4096, 8192, 16384), "l2_multiple": 4}
 GPU_QUICK = {"rows": (4096,), "hidden_sizes": (1024, 4096)}
 GPU_PASSES = ("forward", "backward", "forward+backward")
 
-# Chapter 6's targets for the 16-bit dtype (kernels only): see gpu_targets().
+# Chapter 6's targets for the 16-bit dtype (kernels only, against the same-shape copy timed the
+# same way, on shapes whose forward working set is at least 4x the L2 cache): see gpu_targets().
 TARGETS = {"forward_of_copy": 0.90, "backward_of_copy": 0.75, "speedup_large": 1.3,
-           "large_hidden": 4096}
+           "large_hidden": 4096, "min_l2_multiple": 4}
 
 
 def slug(text: str) -> str:
@@ -131,10 +134,38 @@ def check_gpu_kernel(ch6) -> None:
     print("GPU: triton_layer_norm matches F.layer_norm (output and all three gradients)")
 
 
+def rows_for(hidden: int, dtype, shapes: dict, l2_bytes: int | None) -> list[int]:
+    """The row counts timed at ``hidden``: the sweep's own, and (with "l2_multiple" and a known
+    L2 size) enough rows, in whole thousands, that x and y take that many times the L2 cache."""
+    rows = set(shapes["rows"])
+    if shapes.get("l2_multiple") and l2_bytes:
+        row_bytes = 2 * hidden * torch.empty((), dtype=dtype).element_size()  # x and y
+        needed = -(-shapes["l2_multiple"] * l2_bytes // row_bytes)
+        if all(r * row_bytes < shapes["l2_multiple"] * l2_bytes for r in rows):
+            rows.add(-(-needed // 1024) * 1024)
+    return sorted(rows)
+
+
+def same_shape_copy_fractions(records: list[dict], l2_bytes: int | None) -> None:
+    """Add to every record its kernel-only speed as a fraction of the copy of a tensor of the
+    same shape, timed the same way (both replayed without flushing the L2 cache, so both enjoy
+    it alike), and its forward working set (x and y) over the L2 cache."""
+    key = lambda r: (r["rows"], r["hidden"], r["dtype"])  # noqa: E731
+    copies = {key(r): r for r in records if r["implementation"] == timing.COPY}
+    for r in records:
+        copy = copies.get(key(r))
+        r["kernel_fraction_of_same_shape_copy"] = (
+            r["kernel_gb_per_s"] / copy["kernel_gb_per_s"]
+            if r.get("kernel_gb_per_s") and copy and copy.get("kernel_gb_per_s") else None)
+        size = torch.empty((), dtype=getattr(torch, r["dtype"])).element_size()
+        r["working_set_over_l2"] = 2 * r["rows"] * r["hidden"] * size / l2_bytes if l2_bytes else None
+
+
 def run_gpu(ch6, quick: bool, device: str = "cuda", shapes: dict | None = None, dtypes=None,
-            timer=timing.gpu_times, copy_gbps: float | None = None, with_compile: bool = True) -> dict:
+            timer=timing.gpu_times, copy_gbps: float | None = None, with_compile: bool = True,
+            l2_bytes: int | None = None) -> dict:
     """The GPU sweep. The keyword arguments exist for the tests, which run the same loop on a
-    CPU through Triton's interpreter with a stand-in timer."""
+    CPU through Triton's interpreter with a stand-in timer (and a stand-in L2 size)."""
     shapes = shapes or (GPU_QUICK if quick else GPU_FULL)
     on_gpu = device == "cuda"
     if on_gpu:
@@ -146,14 +177,16 @@ def run_gpu(ch6, quick: bool, device: str = "cuda", shapes: dict | None = None, 
     if copy_gbps is None:
         copy_gbps = timing.copy_bandwidth(device, copy_bytes)
     total_memory = torch.cuda.get_device_properties(0).total_memory if on_gpu else 2**40
+    if on_gpu and l2_bytes is None:
+        l2_bytes = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or None
     records, skipped = [], []
     for dtype in dtypes:
         implementations = {"Triton (fused)": ch6.triton_layer_norm,
                            "F.layer_norm": torch.nn.functional.layer_norm}
         if with_compile and dtype != torch.float32:  # the targets' dtype only (compile time)
             implementations["torch.compile"] = compiled
-        for rows in shapes["rows"]:
-            for hidden in shapes["hidden_sizes"]:
+        for hidden in shapes["hidden_sizes"]:
+            for rows in rows_for(hidden, dtype, shapes, l2_bytes):
                 size = rows * hidden * torch.empty((), dtype=dtype).element_size()
                 if 8 * size > 0.8 * total_memory:  # x, dy, y, dx, saved tensors and temporaries
                     skipped.append(f"{rows}x{hidden} {dtype}: needs about {8 * size / 2**30:.0f} GiB")
@@ -184,17 +217,22 @@ def run_gpu(ch6, quick: bool, device: str = "cuda", shapes: dict | None = None, 
                     torch.cuda.empty_cache()
                 print(f"  {rows}x{hidden} {str(dtype).removeprefix('torch.')}: "
                       f"{time.perf_counter() - start:.0f} s", flush=True)
+    same_shape_copy_fractions(records, l2_bytes)
     return dict(timing.describe_environment(device), benchmark="gpu", quick=quick,
-                copy_gb_per_s=copy_gbps, copy_bytes=2 * copy_bytes,
+                copy_gb_per_s=copy_gbps, copy_bytes=2 * copy_bytes, l2_cache_bytes=l2_bytes,
                 timing=("whole call: triton.testing.do_bench median (L2 flushed between calls); "
-                        "kernels only: triton.testing.do_bench_cudagraph median"),
+                        "kernels only: triton.testing.do_bench_cudagraph median (replayed back to "
+                        "back, L2 not flushed), compared with the same-shape copy timed the same way"),
                 skipped=skipped, records=records)
 
 
 def gpu_targets(records: list[dict]) -> list[dict]:
-    """Chapter 6's targets, checked on the 16-bit records (kernels only): forward at 90% or more
-    of the copy bandwidth for hidden >= 4096; backward at 75% or more; forward+backward at least
-    1.3x F.layer_norm for hidden >= 4096 and never slower; at least as fast as torch.compile."""
+    """Chapter 6's targets, checked on the 16-bit records (kernels only) whose forward working
+    set is at least 4x the L2 cache: forward at 90% or more of the same-shape copy (timed the same
+    way) for hidden >= 4096; backward at 75% or more; forward+backward at least 1.3x F.layer_norm
+    for hidden >= 4096 and never slower; at least as fast as torch.compile. Smaller shapes are
+    read partly from the L2 cache when replayed back to back, which hides PyTorch's second read
+    of x and dy: they are recorded, not judged."""
     key = lambda r: (r["rows"], r["hidden"], r["dtype"], r["pass"])  # noqa: E731
     by = {(r["implementation"], *key(r)): r for r in records}
     checks = []
@@ -203,15 +241,16 @@ def gpu_targets(records: list[dict]) -> list[dict]:
             continue
         if not r.get("kernel_gb_per_s"):
             continue
+        if (r.get("working_set_over_l2") or 0) < TARGETS["min_l2_multiple"]:
+            continue
         shape = f"{r['dtype']} {r['rows']}x{r['hidden']} {r['pass']}"
         large = r["hidden"] >= TARGETS["large_hidden"]
-        frac = r["kernel_fraction_of_copy"]
-        if r["pass"] == "forward" and large:
-            checks.append(dict(shape=shape, target=f">= {TARGETS['forward_of_copy']:.0%} of copy",
-                               value=f"{frac:.0%}", met=frac >= TARGETS["forward_of_copy"]))
-        if r["pass"] == "backward":
-            checks.append(dict(shape=shape, target=f">= {TARGETS['backward_of_copy']:.0%} of copy",
-                               value=f"{frac:.0%}", met=frac >= TARGETS["backward_of_copy"]))
+        frac = r["kernel_fraction_of_same_shape_copy"]
+        for pass_, wanted, floor in (("forward", large, TARGETS["forward_of_copy"]),
+                                     ("backward", True, TARGETS["backward_of_copy"])):
+            if r["pass"] == pass_ and wanted and frac is not None:
+                checks.append(dict(shape=shape, target=f">= {floor:.0%} of same-shape copy",
+                                   value=f"{frac:.0%}", met=frac >= floor))
         if r["pass"] == "forward+backward":
             for other, floor in (("F.layer_norm", TARGETS["speedup_large"] if large else 1.0),
                                  ("torch.compile", 1.0)):

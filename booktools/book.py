@@ -46,7 +46,7 @@ PUBLIC_NAMES = {
                               "check_my_layer_norm", "check_my_rms_norm_function"],
     "06_fast_layer_norm": ["triton_layer_norm", "naive_layer_norm", "layer_norm", "layer_norm_bytes",
                            "layer_norm_flops", "forward_config", "backward_config",
-                           "backward_row_blocks", "GPU_TARGETS", "MAX_HIDDEN", "compile_for_gpu",
+                           "backward_grid", "GPU_TARGETS", "MAX_HIDDEN", "compile_for_gpu", "kernel_launch",
                            "triton_version_for_torch", "check_forward_bytes", "check_dw_db"],
     "07_layer_norm_in_practice": ["LNLSTMCell", "LNLSTM", "CharLSTM", "RMSNorm", "rms_norm",
                                   "TransformerLM", "Block", "load_text", "CharVocab", "split_data",

@@ -226,14 +226,20 @@ def test_exercise_checkers_pass_the_solutions_and_fail_wrong_answers(ch6, capsys
 
     def drops_the_last_rows(xhat, dy, programs):  # floor instead of ceil
         per = xhat.shape[0] // programs
-        dw = sum((dy[p * per:(p + 1) * per].float() * xhat[p * per:(p + 1) * per].float()).sum(0)
-                 for p in range(programs))
-        db = sum(dy[p * per:(p + 1) * per].float().sum(0) for p in range(programs))
-        return dw, db
+        dw_partial = torch.stack([(dy[p * per:(p + 1) * per].float() * xhat[p * per:(p + 1) * per].float()).sum(0)
+                                  for p in range(programs)])
+        db_partial = torch.stack([dy[p * per:(p + 1) * per].float().sum(0) for p in range(programs)])
+        return dw_partial.sum(0), db_partial.sum(0), dw_partial, db_partial
 
     report = ch6.check_dw_db(drops_the_last_rows)
-    assert not report and report.failed  # some cases pass (rows divisible), the others fail
-    assert not ch6.check_dw_db(lambda xhat, dy, p: ((dy * xhat).sum(0), dy.sum(0)))  # fp16 dtype
+    assert not report and report.failed and len(report.failed) < len(report)  # rows divisible: pass
+
+    def ignores_the_design(xhat, dy, programs):  # right sums, but one "partial" row for all
+        dw, db = (dy.float() * xhat.float()).sum(0), dy.float().sum(0)
+        return dw, db, dw[None].expand(programs, -1), db[None].expand(programs, -1)
+
+    assert ch6.check_dw_db(ignores_the_design, verbose=False).failed
+    assert not ch6.check_dw_db(lambda xhat, dy, p: ((dy * xhat).sum(0), dy.sum(0)))  # no partials
     out = capsys.readouterr().out
     assert "FAIL" in out and "PASS" in out
 
@@ -266,9 +272,15 @@ def test_launch_configurations_respect_the_hardware(ch6):
               for n in (1024, 2048, 4096, 8192, 16384)}
     assert ladder == {1024: 8, 2048: 4, 4096: 2, 8192: 1, 16384: 1}
     config = ch6.backward_config(1024, torch.bfloat16, h100)
-    assert ch6.backward_row_blocks(4096, config, h100) == 4096 // ch6.MIN_TILES_PER_PROGRAM
-    assert ch6.backward_row_blocks(10**6, config, h100) == 8 * h100.sms
-    assert ch6.backward_row_blocks(1, config, h100) == 1
+    # (blocks of rows, rows per block): few rows keep MIN_TILES_PER_PROGRAM tiles per program
+    assert ch6.backward_grid(4096, config, h100) == (4096 // ch6.MIN_TILES_PER_PROGRAM, ch6.MIN_TILES_PER_PROGRAM)
+    blocks, per_block = ch6.backward_grid(10**6, config, h100)
+    assert blocks == 8 * h100.sms and (blocks - 1) * per_block < 10**6 <= blocks * per_block
+    assert ch6.backward_grid(1, config, h100) == (1, 1)
+    # the register cap lets the planned programs share the register file
+    for n in (1024, 2048, 4096, 8192, 16384):
+        b = ch6.backward_config(n, torch.bfloat16, h100)
+        assert b.max_registers * 32 * b.num_warps * b.programs_per_sm <= h100.registers_per_sm
 
 
 def test_triton_version_for_torch(ch6):
@@ -338,21 +350,33 @@ def test_gpu_benchmark_loop_records_every_measurement(ch6):
         timed.append(step)
         return {"whole": 2e-3, "kernels": 1e-3}
 
-    result = run.run_gpu(ch6, quick=True, device=DEVICE, shapes={"rows": (8,), "hidden_sizes": (64, 4096)},
-                         dtypes=[torch.float16, torch.float32], timer=fake_timer, copy_gbps=100.0,
-                         with_compile=False)
+    # A stand-in L2 cache of 16 KiB: 8 rows of 64 float16 columns (2 KiB of x and y) are within
+    # it, so the sweep adds rows there: 256 make x and y 4 x L2, rounded up to 1024.
+    shapes = {"rows": (8,), "hidden_sizes": (64, 4096), "l2_multiple": 4}
+    assert run.rows_for(64, torch.float16, shapes, 16384) == [8, 1024]
+    assert run.rows_for(4096, torch.float16, shapes, 16384) == [8]  # 8 x 16 KiB: 4 x L2 already
+    result = run.run_gpu(ch6, quick=True, device=DEVICE, shapes=shapes, dtypes=[torch.float16, torch.float32],
+                         timer=fake_timer, copy_gbps=100.0, with_compile=False, l2_bytes=16384)
     records = result["records"]
-    # per dtype and shape: 3 passes x 2 implementations, and the same-shape copy
-    assert len(records) == len(timed) == 2 * 2 * (3 * 2 + 1)
+    # per dtype and shape: 3 passes x 2 implementations, and the same-shape copy; (8 and 1024
+    # rows at 64 columns, 8 rows at 4096) x 2 dtypes
+    assert len(records) == len(timed) == 3 * 2 * (3 * 2 + 1)
     fused = [r for r in records if r["implementation"] == "Triton (fused)"]
-    assert {(r["dtype"], r["hidden"], r["pass"]) for r in fused} == {
-        (d, h, p) for d in ("float16", "float32") for h in (64, 4096) for p in run.GPU_PASSES}
+    assert {(r["dtype"], r["rows"], r["hidden"], r["pass"]) for r in fused} == {
+        (d, m, h, p) for d in ("float16", "float32") for m, h in ((8, 64), (1024, 64), (8, 4096))
+        for p in run.GPU_PASSES}
     r = fused[0]
     assert r["kernel_gb_per_s"] == pytest.approx(r["bytes"] / 1e-3 / 1e9)
     assert r["kernel_fraction_of_copy"] == pytest.approx(r["kernel_gb_per_s"] / 100.0)
+    copy = next(c for c in records if c["implementation"] == "copy (same shape)"
+                and (c["rows"], c["hidden"], c["dtype"]) == (r["rows"], r["hidden"], r["dtype"]))
+    assert r["kernel_fraction_of_same_shape_copy"] == pytest.approx(r["kernel_gb_per_s"] / copy["kernel_gb_per_s"])
+    assert r["working_set_over_l2"] == pytest.approx(2 * r["rows"] * r["hidden"] * 2 / 16384)
     checks = run.gpu_targets(records)
-    # 16-bit only: forward (hidden >= 4096), backward (both), forward+backward vs F.layer_norm (both)
+    # 16-bit shapes with x and y >= 4 x L2 only (1024 x 64 and 8 x 4096): forward (hidden >= 4096),
+    # backward (both), forward+backward vs F.layer_norm (both)
     assert len(checks) == 1 + 2 + 2 and all("float16" in c["shape"] for c in checks)
+    assert not any(c["shape"].startswith("float16 8x64 ") for c in checks)  # within the L2 cache
     speed = [c for c in checks if "F.layer_norm" in c["target"]]
     assert [c["met"] for c in speed] == [True, False]  # equal times: 1.0x meets 1.0, not 1.3
 

@@ -87,8 +87,17 @@ $(COLAB_STAMP): $(COLAB_PINS)
 	$(COLAB_VENV)/bin/python -m booktools.colab_check --prune
 	@touch $(COLAB_STAMP)
 
-colab-check: $(COLAB_STAMP)
-	$(COLAB_VENV)/bin/python -m booktools.colab_check
+# Colab's CPU runtime has no Triton: chapter 6 installs the release that matches torch, and
+# the check runs it a second time with that release (installed here, outside the pins).
+COLAB_TRITON := $(COLAB_VENV)/triton
+$(COLAB_TRITON)/.installed: $(COLAB_STAMP)
+	rm -rf $(COLAB_TRITON)
+	$(COLAB_VENV)/bin/python -m pip install --quiet --no-deps $(COLAB_PIP_OPTIONS) --target $(COLAB_TRITON) \
+	  "triton==$$($(COLAB_VENV)/bin/python -m booktools.colab_check --triton-version)"
+	@touch $@
+
+colab-check: $(COLAB_STAMP) $(COLAB_TRITON)/.installed
+	$(COLAB_VENV)/bin/python -m booktools.colab_check --triton $(COLAB_TRITON)
 
 clean:
 	rm -rf _build

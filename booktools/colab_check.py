@@ -17,6 +17,14 @@ enforced, by CPU time: for a chapter on one thread, the estimate that holds on a
     python -m booktools.colab_check notebooks/05_*.ipynb   # some
     python -m booktools.colab_check --timeout 1200         # another per-cell limit than the book's
     python -m booktools.colab_check --prune                # after installing: remove what Colab lacks
+    python -m booktools.colab_check --triton-version       # the Triton a chapter installs on Colab
+    python -m booktools.colab_check --triton DIR           # also run Triton chapters with DIR's Triton
+
+Colab's CPU runtime has no Triton; chapter 6 installs the release that matches torch
+(its `triton_version_for_torch`) and then runs its kernels in Triton's interpreter. With
+``--triton DIR`` (where `make colab-check` installs that release), every chapter that imports
+Triton runs a second time with DIR on the kernel's PYTHONPATH: the reader's path after the
+install cell.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import nbformat
 from booktools.book import REPO_ROOT, book_config, chapter_notebooks
 from booktools.colab_pins import PINS_FILE, canonical, parse_pins, pins_header, python_minor
 from booktools.execute import CpuMeter, execute_in_empty_folder
+from booktools.library import library_sources
 
 OUT_DIR = REPO_ROOT / "_build" / "colab-check"
 KERNEL_NAME = "colab-cpu"
@@ -174,7 +183,41 @@ def describe_failure(notebook: nbformat.NotebookNode, error: BaseException,
     return where + message[:8] + (["..."] if len(message) > 8 else [])
 
 
-def run_chapter(path: Path, out_dir: Path, timeout: int) -> ChapterResult:
+def triton_for_this_torch() -> str:
+    """The Triton release a chapter installs on Colab for this environment's torch.
+
+    Runs the `library` cell that defines ``triton_version_for_torch`` (chapter 6's), so the
+    check installs what the chapter would, not a second copy of its table.
+    """
+    for path in chapter_notebooks():
+        for source in library_sources(path):
+            if "def triton_version_for_torch" in source:
+                namespace: dict = {}
+                exec(compile(source, f"{path.name} (library cell)", "exec"), namespace)
+                version, source_of_version = namespace["triton_version_for_torch"]()
+                if version is None:
+                    raise SystemExit(f"{path.name} names no Triton release for this torch")
+                return version
+    raise SystemExit("no chapter defines triton_version_for_torch")
+
+
+def triton_version_in(folder: Path) -> str:
+    """The version of the Triton installed (pip --target) in ``folder``."""
+    found = [dist.version for dist in metadata.distributions(path=[str(folder)])
+             if canonical(dist.metadata["Name"] or "") == "triton"]
+    if not found:
+        raise SystemExit(f"no Triton installed in {folder}")
+    return found[0]
+
+
+def uses_triton(path: Path) -> bool:
+    """Whether a chapter imports Triton (under a guard: it runs without it too)."""
+    notebook = nbformat.read(path, as_version=4)
+    return any(re.search(r"^\s*(import triton|from triton)", cell.source, re.M)
+               for cell in notebook.cells if cell.cell_type == "code")
+
+
+def run_chapter(path: Path, out_dir: Path, timeout: int, label: str = "") -> ChapterResult:
     notebook = nbformat.read(path, as_version=4)
     cpu = CpuMeter()
     failure: list[str] = []
@@ -199,13 +242,13 @@ def run_chapter(path: Path, out_dir: Path, timeout: int) -> ChapterResult:
         sampler.join()
     wall = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, out_dir / path.name)
-    return ChapterResult(path.stem, not failure, wall, cpu.seconds, count_figures(notebook), failure,
+    nbformat.write(notebook, out_dir / f"{path.stem}{re.sub(r'[^0-9A-Za-z.]+', '-', label)}.ipynb")
+    return ChapterResult(path.stem + label, not failure, wall, cpu.seconds, count_figures(notebook), failure,
                          slowest_cell(notebook))
 
 
 def result_lines(result: ChapterResult) -> list[str]:
-    line = (f"{'PASS' if result.passed else 'FAIL'}  {result.name:28} wall {result.wall:6.1f} s"
+    line = (f"{'PASS' if result.passed else 'FAIL'}  {result.name:36} wall {result.wall:6.1f} s"
             f"   CPU {result.cpu:6.1f} s   figures {result.figures:2d}")
     details = list(result.failure)
     so_far = "" if result.passed else " up to the failure"
@@ -227,7 +270,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds a cell may run (default: the book's, execute.timeout in _config.yml)")
     parser.add_argument("--prune", action="store_true",
                         help="only uninstall what Colab's CPU runtime lacks, then exit")
+    parser.add_argument("--triton", type=Path, metavar="DIR",
+                        help="also run the chapters that import Triton with DIR's Triton on PYTHONPATH")
+    parser.add_argument("--triton-version", action="store_true",
+                        help="only print the Triton release a chapter installs for this torch, then exit")
     args = parser.parse_args(argv)
+    if args.triton_version:
+        print(triton_for_this_torch())
+        return 0
 
     pins_text = args.pins.read_text(encoding="utf-8")
     pins = parse_pins(pins_text)
@@ -269,11 +319,23 @@ def main(argv: list[str] | None = None) -> int:
         result = run_chapter(path, args.out, timeout)
         results.append(result)
         print("\n".join(result_lines(result)), flush=True)
+    triton_paths = [path for path in paths if args.triton and uses_triton(path)]
+    if triton_paths:
+        version = triton_version_in(args.triton)
+        print(f"\nAs after the chapter's install cell: Triton {version} from {args.triton}")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(args.triton.resolve())] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        for path in triton_paths:
+            result = run_chapter(path, args.out, timeout, label=f" + triton {version}")
+            results.append(result)
+            print("\n".join(result_lines(result)), flush=True)
 
     passed = sum(result.passed for result in results)
     over = [result.name for result in results if result.cpu > BUDGET_SECONDS]
     print()
-    print(f"{passed} of {len(results)} chapters passed under Colab's versions"
+    runs = f"{len(results)} runs ({len(paths)} chapters, {len(triton_paths)} again with Triton)" \
+        if triton_paths else f"{len(results)} chapters"
+    print(f"{passed} of {runs} passed under Colab's versions"
           + (f"; over the 3-minute budget: {', '.join(over)}" if over else "")
           + f". Executed notebooks: {args.out.relative_to(REPO_ROOT) if args.out.is_relative_to(REPO_ROOT) else args.out}/")
     return 0 if passed == len(results) else 1

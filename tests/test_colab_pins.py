@@ -282,3 +282,33 @@ def test_result_lines_report_the_budget_without_failing_on_it():
         "wall over 3 minutes (busy machine; CPU up to the failure within budget)")
     assert colab_check.result_lines(timed_out)[1:] == ["      cell 15 of 42: x",
                                                        "      ran past the limit of 600 s per cell"]
+
+
+def test_uses_triton_finds_an_import_in_code_only(tmp_path):
+    guarded = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("import triton is how it starts"),
+        nbformat.v4.new_code_cell("try:\n    import triton\nexcept ImportError:\n    triton = None")])
+    plain = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch  # no triton here")])
+    nbformat.write(guarded, tmp_path / "guarded.ipynb")
+    nbformat.write(plain, tmp_path / "plain.ipynb")
+    assert colab_check.uses_triton(tmp_path / "guarded.ipynb")
+    assert not colab_check.uses_triton(tmp_path / "plain.ipynb")
+
+
+def test_triton_version_in_reads_a_pip_target_folder(tmp_path):
+    with pytest.raises(SystemExit, match="no Triton"):
+        colab_check.triton_version_in(tmp_path)
+    info = tmp_path / "triton-3.6.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: triton\nVersion: 3.6.0\n")
+    assert colab_check.triton_version_in(tmp_path) == "3.6.0"
+
+
+def test_the_check_installs_the_triton_chapter_6_names_for_this_torch():
+    from booktools.library import load_chapter
+
+    ch6 = load_chapter(6)
+    assert colab_check.triton_for_this_torch() == ch6.triton_version_for_torch()[0]
+    # Colab's torch is in the chapter's table, so a Colab reader gets a Triton to install.
+    colab_torch = parse_pins(PINS_FILE.read_text())["torch"]
+    assert ".".join(colab_torch.split(".")[:2]) in ch6.TRITON_FOR_TORCH

@@ -51,8 +51,9 @@ PUBLIC_NAMES = {
     "07_layer_norm_in_practice": ["LNLSTMCell", "LNLSTM", "CharLSTM", "RMSNorm", "rms_norm",
                                   "TransformerLM", "Block", "load_text", "CharVocab", "split_data",
                                   "get_batch", "lr_at", "train_lm", "evaluate_lm", "median_times",
-                                  "ffn_gradient_norms", "residual_branch_ratios", "generate",
-                                  "check_my_rms_norm", "check_my_ln_lstm_step"],
+                                  "timing_clock", "ffn_gradient_norms", "residual_branch_ratios",
+                                  "generate", "check_my_rms_norm", "check_my_ln_lstm_step",
+                                  "builtin_rms_norm_calls"],
 }
 
 

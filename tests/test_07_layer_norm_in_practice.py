@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -336,10 +339,25 @@ def test_median_times_interleaves_after_warming_up():
         ch.median_times({"a": lambda: None}, repeats=0)
 
 
+@pytest.mark.skipif(torch.cuda.is_available() or sys.platform == "win32",
+                    reason="the CPU clock is used on a CPU under Linux or macOS")
+def test_median_times_counts_computing_not_waiting():
+    clock, name = ch.timing_clock()
+    assert clock is time.process_time and name == "CPU time"
+
+    def busy():
+        start = time.process_time()
+        while time.process_time() - start < 0.02:
+            pass
+
+    times = ch.median_times({"sleeps": lambda: time.sleep(0.05), "computes": busy}, repeats=3, warmup=0)
+    assert times["sleeps"] < 0.01 < times["computes"]
+
+
 # --- exercise checkers -----------------------------------------------------------------
 
 def good_rms(x, weight, eps):
-    return F.rms_norm(x, x.shape[-1:], weight, eps)
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
 @pytest.mark.parametrize(
@@ -352,7 +370,13 @@ def good_rms(x, weight, eps):
         (lambda x, w, eps: x / torch.sqrt(x.detach().pow(2).mean(-1, keepdim=True) + eps) * w,  # graph cut
          {"gradient w.r.t. the input"}),
         (lambda x, w, eps: 1 / 0,
-         {"values", "eps inside the square root", "gradient w.r.t. the input", "gradient w.r.t. the weight"}),
+         {"values", "eps inside the square root", "gradient w.r.t. the input", "gradient w.r.t. the weight",
+          "without PyTorch's RMSNorm"}),
+        # right values, but PyTorch's own RMSNorm: only the last case fails
+        (lambda x, w, eps: F.rms_norm(x, x.shape[-1:], w, eps), {"without PyTorch's RMSNorm"}),
+        (lambda x, w, eps: torch.rms_norm(x, x.shape[-1:], w, eps), {"without PyTorch's RMSNorm"}),
+        # nn.RMSNorm with the weight copied in: caught too (and the copy cuts the weight's gradient)
+        (lambda x, w, eps: _torch_rms_module(x, w, eps), {"gradient w.r.t. the weight", "without PyTorch's RMSNorm"}),
     ],
 )
 def test_rms_checker_reports_wrong_answers(fn, failing, capsys):
@@ -360,7 +384,23 @@ def test_rms_checker_reports_wrong_answers(fn, failing, capsys):
     report = ch.check_my_rms_norm(fn)  # must not raise
     assert not report and set(report.failed) == failing
     out = capsys.readouterr().out
-    assert "FAIL" in out and f"{4 - len(failing)} of 4 cases passed" in out
+    assert "FAIL" in out and f"{5 - len(failing)} of 5 cases passed" in out
+
+
+def _torch_rms_module(x, weight, eps):
+    norm = nn.RMSNorm(x.shape[-1], eps=eps).to(x.dtype)
+    with torch.no_grad():
+        norm.weight.copy_(weight)
+    return norm(x)
+
+
+def test_builtin_rms_norm_calls_sees_pytorchs_rms_norm_and_nothing_else():
+    x, w = torch.randn(3, 8), torch.randn(8)
+    assert ch.builtin_rms_norm_calls(good_rms, x, w, 1e-6) == []
+    assert ch.builtin_rms_norm_calls(ch.rms_norm, x, 8, w, 1e-6) == []  # this chapter's composite
+    assert ch.builtin_rms_norm_calls(F.layer_norm, x, (8,)) == []
+    assert ch.builtin_rms_norm_calls(F.rms_norm, x, (8,), w, 1e-6) == ["rms_norm"]
+    assert ch.builtin_rms_norm_calls(nn.RMSNorm(8), x) == ["rms_norm"]
 
 
 def test_ln_lstm_checker():
@@ -380,7 +420,13 @@ def test_ln_lstm_checker():
     assert report["returns a pair (h, c)"] and report.failed == ["hidden state h_t", "cell state c_t"]
     report = ch.check_my_ln_lstm_step(normalized_carry, verbose=False)
     assert report.failed == ["cell state c_t"]
-    assert not any(ch.check_my_ln_lstm_step(lambda *a: None, verbose=False).values())
+    # calling the cell gives the right values, but the exercise forbids it
+    report = ch.check_my_ln_lstm_step(lambda cell, x, h, c: cell(x, (h, c)), verbose=False)
+    assert report.failed == ["without calling the cell"]
+    report = ch.check_my_ln_lstm_step(lambda cell, x, h, c: cell.forward(x, (h, c)), verbose=False)
+    assert report.failed == ["without calling the cell"]
+    report = ch.check_my_ln_lstm_step(lambda *a: None, verbose=False)
+    assert report.failed == ["returns a pair (h, c)", "hidden state h_t", "cell state c_t"]
 
 
 def test_checkers_leave_the_global_random_state_alone():

@@ -411,7 +411,6 @@ def test_train_mlp_batch_of_one_trains_without_batch_norm_and_is_refused_with_it
     (0, "eval", "positive batch_size"),
     (-5, "eval", "positive batch_size"),
     (2.5, "eval", "batch_size to be an int"),
-    (451, "eval", "larger than the data"),
     (449, "train", "last batch of 1"),   # 450 = 449 + 1
     (2, "train", "last batch of 1"),     # 451 = 2 * 225 + 1
     (32, "train", "last batch of 2"),    # 450 = 14 * 32 + 2
@@ -481,3 +480,11 @@ def test_evaluate_in_train_mode_keeps_buffers_and_matches_batchwise_statistics(c
     with torch.no_grad():
         expected = torch.cat([model(x[i : i + 8]) for i in range(0, 40, 8)])
     torch.testing.assert_close(loss, F.cross_entropy(expected, y).item())
+
+
+def test_evaluate_batch_larger_than_the_data_is_the_whole_set(ch):
+    torch.manual_seed(0)
+    x, y = _digits_like(40)
+    model = ch.train_mlp(ch.make_mlp("batch", depth=2, width=16), x, y, epochs=1, batch_size=8)
+    for mode in ("eval", "train"):
+        assert ch.evaluate(model, x, y, mode, batch_size=1000) == ch.evaluate(model, x, y, mode)

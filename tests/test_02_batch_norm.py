@@ -346,3 +346,145 @@ def test_check_folded_linear_accepts_right_and_reports_wrong(ch):
             bn.eps = eps
 
     assert not any(ch.check_folded_linear(ignores_eps, verbose=False).values())
+
+
+# The shared `mlp` cell (its source is this chapter): bad arguments, and state kept on failure
+
+
+def test_empty_batch_error_counts_its_values(ch):
+    with pytest.raises(ValueError, match=r"has 0 value\(s\) per channel"):
+        ch.BatchNorm(3)(torch.randn(0, 3))
+
+
+def _digits_like(n, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 64, generator=generator), torch.randint(0, 10, (n,), generator=generator)
+
+
+@pytest.mark.parametrize("batch_size, words", [
+    (0, "positive batch_size"),
+    (-5, "positive batch_size"),
+    (2.0, "batch_size to be an int"),
+    (True, "batch_size to be an int"),
+    (64, "larger than the data"),
+])
+def test_train_mlp_rejects_bad_batch_size(ch, batch_size, words):
+    x, y = _digits_like(50)
+    model = ch.make_mlp("none")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=words):
+        ch.train_mlp(model, x, y, epochs=1, batch_size=batch_size)
+    for k, v in model.state_dict().items():  # rejected before any step
+        torch.testing.assert_close(v, before[k])
+
+
+def test_train_mlp_rejects_callback_without_every_and_the_reverse(ch):
+    x, y = _digits_like(40)
+    for kwargs in ({"callback": lambda step: None}, {"every": 5},
+                   {"callback": lambda step: None, "every": 0}):
+        with pytest.raises(ValueError, match="every"):
+            ch.train_mlp(ch.make_mlp("none"), x, y, epochs=1, batch_size=8, **kwargs)
+
+
+def test_train_mlp_runs_callback_every_steps_and_drops_the_short_batch(ch):
+    x, y = _digits_like(43)  # 5 batches of 8 per epoch, 3 examples dropped
+    steps = []
+    ch.train_mlp(ch.make_mlp("batch"), x, y, epochs=2, batch_size=8, every=3, callback=steps.append)
+    assert steps == [0, 3, 6, 9]
+
+
+def test_train_mlp_rejects_an_empty_custom_batch(ch):
+    x, y = _digits_like(40)
+    with pytest.raises(ValueError, match="empty batch"):
+        ch.train_mlp(ch.make_mlp("none"), x, y, epochs=1,
+                     batches=lambda epoch, g: [torch.arange(8), torch.arange(0)])
+
+
+def test_train_mlp_batch_of_one_trains_without_batch_norm_and_is_refused_with_it(ch):
+    x, y = _digits_like(6)
+    ch.train_mlp(ch.make_mlp("layer"), x, y, epochs=1, batch_size=1)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        ch.train_mlp(ch.make_mlp(ch.BatchNorm), x, y, epochs=1, batch_size=1)
+
+
+@pytest.mark.parametrize("batch_size, mode, words", [
+    (0, "eval", "positive batch_size"),
+    (-5, "eval", "positive batch_size"),
+    (2.5, "eval", "batch_size to be an int"),
+    (449, "train", "last batch of 1"),   # 450 = 449 + 1
+    (2, "train", "last batch of 1"),     # 451 = 2 * 225 + 1
+    (32, "train", "last batch of 2"),    # 450 = 14 * 32 + 2
+])
+def test_evaluate_rejects_bad_batch_size_before_touching_the_model(ch, batch_size, mode, words):
+    n = 451 if batch_size == 2 else 450
+    x, y = _digits_like(n)
+    for norm in ("batch", ch.BatchNorm, "layer", "none"):
+        torch.manual_seed(0)
+        model = ch.train_mlp(ch.make_mlp(norm, depth=3, width=16), x, y, epochs=1, batch_size=64).eval()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(ValueError, match=words):
+            ch.evaluate(model, x, y, mode=mode, batch_size=batch_size)
+        assert not model.training
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_evaluate_restores_buffers_and_mode_when_the_model_raises(ch):
+    torch.manual_seed(0)
+    x, y = _digits_like(10)
+    model = ch.train_mlp(ch.make_mlp(ch.BatchNorm, depth=3, width=16), x, y, epochs=2, batch_size=5).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    class FailsOnSecondBatch(nn.Module):  # the first batch updates the running estimates
+        calls = 0
+
+        def forward(self, h):
+            FailsOnSecondBatch.calls += 1
+            if FailsOnSecondBatch.calls == 2:
+                raise RuntimeError("second batch")
+            return h
+
+    model.append(FailsOnSecondBatch())
+    with pytest.raises(RuntimeError, match="second batch"):
+        ch.evaluate(model, x, y, mode="train", batch_size=5)
+    assert not model.training
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    # One example in mode "train" reaches the model, and batch norm refuses it, state intact.
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        ch.evaluate(model[:-1], x[:1], y[:1], mode="train")
+    assert not model.training
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_evaluate_rejects_mismatched_or_empty_data(ch):
+    model = ch.make_mlp("none")
+    x, y = _digits_like(10)
+    with pytest.raises(ValueError, match="10 inputs but 9 labels"):
+        ch.evaluate(model, x, y[:9])
+    with pytest.raises(ValueError, match="no examples"):
+        ch.evaluate(model, x[:0], y[:0])
+
+
+def test_evaluate_in_train_mode_keeps_buffers_and_matches_batchwise_statistics(ch):
+    torch.manual_seed(0)
+    x, y = _digits_like(40)
+    model = ch.train_mlp(ch.make_mlp("batch", depth=2, width=16), x, y, epochs=1, batch_size=8).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss, _ = ch.evaluate(model, x, y, "train", batch_size=8)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert not model.training
+    model.train()
+    with torch.no_grad():
+        expected = torch.cat([model(x[i : i + 8]) for i in range(0, 40, 8)])
+    torch.testing.assert_close(loss, F.cross_entropy(expected, y).item())
+
+
+def test_evaluate_batch_larger_than_the_data_is_the_whole_set(ch):
+    torch.manual_seed(0)
+    x, y = _digits_like(40)
+    model = ch.train_mlp(ch.make_mlp("batch", depth=2, width=16), x, y, epochs=1, batch_size=8)
+    for mode in ("eval", "train"):
+        assert ch.evaluate(model, x, y, mode, batch_size=1000) == ch.evaluate(model, x, y, mode)

@@ -12,7 +12,7 @@ PyYAML; no virtual environment and no network needed) and runs, in order:
    configuration compiled for sm_80 and sm_90 with this Triton: no spills);
 2. the GPU benchmark (`benchmarks.run --skip-cpu`): correctness check, copy bandwidth, the
    fused kernels against F.layer_norm and torch.compile, whole calls and kernels only, the
-   chapter's targets; it writes benchmarks/results/cuda-<gpu>.json and regenerates
+   benchmark's targets; it writes benchmarks/results/cuda-<gpu>.json and regenerates
    book/benchmark_results.md;
 3. chapter 6's code cells, top to bottom, as a script in an empty folder (the chapter's GPU
    section measures live; nbclient is not needed).

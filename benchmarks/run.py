@@ -6,8 +6,8 @@
 On every machine it runs the CPU comparison of chapter 6 (naive composite, chapter 5's
 `layer_norm`, torch.compile of the naive version, F.layer_norm; one thread). Where CUDA is
 available it first checks the fused Triton kernels against F.layer_norm, then times them
-against F.layer_norm and torch.compile, whole calls and kernels alone, and prints the
-chapter's targets. Each run measures the device's copy bandwidth and writes one JSON file per
+against F.layer_norm and torch.compile, whole calls and kernels alone, and checks the
+benchmark's targets (goals for the kernels; the chapter itself predicts no speed). Each run measures the device's copy bandwidth and writes one JSON file per
 device to benchmarks/results/; then the results page of the book (book/benchmark_results.md)
 is regenerated from every JSON file there. The code under test is chapter 6's own `library`
 cells, loaded from the notebook. See benchmarks/README.md.
@@ -49,8 +49,12 @@ GPU_FULL = {"rows": (4096, 16384), "hidden_sizes": (1024, 2048, 4096, 8192, 1638
 GPU_QUICK = {"rows": (4096,), "hidden_sizes": (1024, 4096)}
 GPU_PASSES = ("forward", "backward", "forward+backward")
 
-# Chapter 6's targets for the 16-bit dtype (kernels only, against the same-shape copy timed the
-# same way, on shapes whose forward working set is at least 4x the L2 cache): see gpu_targets().
+# The benchmark's targets for the 16-bit dtype: goals set for the kernels when they were designed
+# (chapter 6 states no prediction of their speed). Kernels only, against the same-shape copy timed
+# the same way, on shapes whose forward working set is at least 4x the L2 cache: see gpu_targets().
+# The byte model caps the forward+backward speed-up over F.layer_norm (chapter 6's byte_ceiling,
+# 1.36x to 1.39x at the judged bfloat16 shapes on an H100), so 1.3x asks the fused kernels to move
+# their bytes at 93-96% of the speed of PyTorch's: each check prints its ceiling.
 TARGETS = {"forward_of_copy": 0.90, "backward_of_copy": 0.75, "speedup_large": 1.3,
            "large_hidden": 4096, "min_l2_multiple": 4}
 
@@ -226,13 +230,15 @@ def run_gpu(ch6, quick: bool, device: str = "cuda", shapes: dict | None = None, 
                 skipped=skipped, records=records)
 
 
-def gpu_targets(records: list[dict]) -> list[dict]:
-    """Chapter 6's targets, checked on the 16-bit records (kernels only) whose forward working
+def gpu_targets(records: list[dict], ceiling=None) -> list[dict]:
+    """The benchmark's targets, checked on the 16-bit records (kernels only) whose forward working
     set is at least 4x the L2 cache: forward at 90% or more of the same-shape copy (timed the same
     way) for hidden >= 4096; backward at 75% or more; forward+backward at least 1.3x F.layer_norm
     for hidden >= 4096 and never slower; at least as fast as torch.compile. Smaller shapes are
     read partly from the L2 cache when replayed back to back, which hides PyTorch's second read
-    of x and dy: they are recorded, not judged."""
+    of x and dy: they are recorded, not judged. ``ceiling(rows, hidden, dtype_name, pass_)``,
+    when given, is the speed-up over F.layer_norm that the byte model allows (chapter 6's
+    byte_ceiling): each F.layer_norm check then also says what fraction of it was reached."""
     key = lambda r: (r["rows"], r["hidden"], r["dtype"], r["pass"])  # noqa: E731
     by = {(r["implementation"], *key(r)): r for r in records}
     checks = []
@@ -257,8 +263,12 @@ def gpu_targets(records: list[dict]) -> list[dict]:
                 base = by.get((other, *key(r)))
                 if base and base.get("kernel_gb_per_s"):
                     ratio = base["kernel_s"] / r["kernel_s"]
-                    checks.append(dict(shape=shape, target=f">= {floor:.1f}x {other}",
-                                       value=f"{ratio:.2f}x", met=ratio >= floor))
+                    value = f"{ratio:.2f}x"
+                    check = dict(shape=shape, target=f">= {floor:.1f}x {other}", met=ratio >= floor)
+                    if ceiling is not None and other == "F.layer_norm":
+                        check["byte_ceiling"] = bound = ceiling(r["rows"], r["hidden"], r["dtype"], r["pass"])
+                        value += f" ({ratio / bound:.0%} of the {bound:.2f}x byte ceiling)"
+                    checks.append(dict(check, value=value))
     return checks
 
 
@@ -297,12 +307,16 @@ def main(argv=None) -> int:
         if label == "GPU":
             for line in result["skipped"]:
                 print("skipped:", line)
-            checks = gpu_targets(result["records"])
+            gpu = ch6.gpu_spec(0)
+            checks = gpu_targets(result["records"], lambda rows, hidden, dtype, pass_, gpu=gpu:
+                                 ch6.byte_ceiling(rows, hidden, getattr(torch, dtype), pass_, gpu))
             result["targets"] = checks
             met = sum(c["met"] for c in checks)
             print(f"\nTargets (kernels only): {met} of {len(checks)} met")
             for c in checks:
                 print(f"  {'MET ' if c['met'] else 'MISS'} {c['shape']:40} {c['target']:24} {c['value']}")
+            print("(byte ceiling: the most the fused kernels can gain over F.layer_norm by moving fewer "
+                  "bytes, reached only at equal bandwidth)")
         print(f"({time.perf_counter() - start:.0f} s)")
         if not args.no_save:
             path = write_result(result, args.out)

@@ -239,6 +239,17 @@ def test_exercise_checkers_pass_the_solutions_and_fail_wrong_answers(ch6, capsys
         return dw, db, dw[None].expand(programs, -1), db[None].expand(programs, -1)
 
     assert ch6.check_dw_db(ignores_the_design, verbose=False).failed
+
+    def balanced_blocks(xhat, dy, programs):  # right sums over blocks the kernel does not make
+        dw_partial = torch.stack([(d.float() * x.float()).sum(0) for x, d in
+                                  zip(torch.tensor_split(xhat, programs), torch.tensor_split(dy, programs), strict=True)])
+        db_partial = torch.stack([d.float().sum(0) for d in torch.tensor_split(dy, programs)])
+        return dw_partial.sum(0), db_partial.sum(0), dw_partial, db_partial
+
+    report = ch6.check_dw_db(balanced_blocks, verbose=False)
+    # 10 rows for 4 programs: balanced blocks of 3, 3, 2, 2 rows, the kernel's of 3, 3, 3, 1
+    assert report.failed == ["rows=10, hidden=8, programs=4, torch.float32"]
+    assert [len(b) for b in torch.tensor_split(torch.empty(10), 4)] == [3, 3, 2, 2]
     assert not ch6.check_dw_db(lambda xhat, dy, p: ((dy * xhat).sum(0), dy.sum(0)))  # no partials
     out = capsys.readouterr().out
     assert "FAIL" in out and "PASS" in out
@@ -379,12 +390,41 @@ def test_gpu_benchmark_loop_records_every_measurement(ch6):
     assert not any(c["shape"].startswith("float16 8x64 ") for c in checks)  # within the L2 cache
     speed = [c for c in checks if "F.layer_norm" in c["target"]]
     assert [c["met"] for c in speed] == [True, False]  # equal times: 1.0x meets 1.0, not 1.3
+    bounded = run.gpu_targets(records, lambda rows, hidden, dtype, pass_: 1.25)
+    speed = [c for c in bounded if "F.layer_norm" in c["target"]]
+    assert [c["byte_ceiling"] for c in speed] == [1.25, 1.25]
+    assert all(c["value"] == "1.00x (80% of the 1.25x byte ceiling)" for c in speed)
+    assert all("byte_ceiling" not in c for c in bounded if "F.layer_norm" not in c["target"])
 
     result["device"]["type"], result["device"]["name"] = "cuda", "Stand-in GPU"
     result.update(targets=checks, note=None, _file="benchmarks/results/x.json")
     text = page.render([result])
     assert "Stand-in GPU" in text and "No GPU results have been recorded yet" not in text
     assert f"**{sum(c['met'] for c in checks)} of {len(checks)} met**" in text
+
+
+def test_byte_ceiling_of_the_judged_h100_shapes(ch6):
+    # benchmarks/README.md: on the bfloat16 shapes an H100 (50 MiB of L2) is judged on, the byte
+    # model caps the forward+backward speed-up over F.layer_norm at 1.36x to 1.39x, so the 1.3x
+    # target asks for 93% to 96% of PyTorch's bandwidth.
+    from benchmarks import run
+
+    h100, l2 = ch6.GPU_TARGETS[90], 50 * 2**20
+    judged = [(rows, n) for n in run.GPU_FULL["hidden_sizes"] if n >= run.TARGETS["large_hidden"]
+              for rows in run.rows_for(n, torch.bfloat16, run.GPU_FULL, l2)
+              if 2 * rows * n * 2 >= run.TARGETS["min_l2_multiple"] * l2]
+    ceilings = [ch6.byte_ceiling(rows, n, torch.bfloat16, "forward+backward", h100) for rows, n in judged]
+    assert len(judged) == 4 and 1.355 <= min(ceilings) and max(ceilings) < 1.395
+    needed = [run.TARGETS["speedup_large"] / c for c in ceilings]
+    assert 0.93 <= min(needed) and max(needed) < 0.965
+    # the chapter's timed rows are the benchmark's extra rows for the same L2 size
+    for n in run.GPU_FULL["hidden_sizes"]:
+        extra = set(run.rows_for(n, torch.bfloat16, run.GPU_FULL, l2)) - set(run.GPU_FULL["rows"])
+        assert extra <= {ch6.timed_rows(n, torch.bfloat16, l2)}
+    assert ch6.byte_ceiling(4096, 1024, torch.bfloat16, "forward", h100) == 1.0
+    native, fused, partials = ch6.backward_bytes(4096, 1024, torch.bfloat16, h100)
+    assert native == 5 * 4096 * 1024 * 2 and fused == ch6.layer_norm_bytes(4096, 1024, torch.bfloat16, "backward")
+    assert partials == 512 * 1024 * 16  # 512 blocks of rows (the chapter's launch table)
 
 
 def test_results_page_is_generated_from_the_recorded_results():

@@ -51,6 +51,15 @@ FLAG_VARIANTS = [("forward", {"HAS_WEIGHT": False, "HAS_BIAS": False}),
 KINDS = ("forward", "backward")
 
 
+def test_the_matrix_is_what_the_chapter_says():
+    # "for the three GPUs, all three dtypes (float32 and float16 on the T4) and a float32 weight
+    # and bias with 16-bit input"
+    all_three = {torch.float32, torch.float16, torch.bfloat16}
+    assert {cc: set(dtypes) for cc, dtypes in TARGETS} == {75: all_three - {torch.bfloat16}, 80: all_three,
+                                                           90: all_three}
+    assert {cc for cc, _ in MIXED} == {75, 80, 90} and all(d != torch.float32 for _, d in MIXED)
+
+
 def _requests(max_hidden):
     requests = [(kind, n, dtype, cc) for cc, dtypes in TARGETS for dtype in dtypes
                 for n in HIDDEN_SIZES for kind in KINDS]

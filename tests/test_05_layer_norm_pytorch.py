@@ -604,6 +604,30 @@ def test_nan_stays_in_its_example_unlike_batch_norm():
     y = ch.layer_norm(x, 16, w)
     y.backward(torch.randn_like(y))
     assert not x.grad[[i for i in range(8) if i != 3]].isnan().any()
+    assert w.grad.isnan().all()  # the cost: every entry of the gain gradient is NaN
+
+
+def test_nan_poisons_one_entry_of_batch_norms_gain_gradient_but_all_of_layer_norms():
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    x[3, 5] = float("nan")
+    others = [i for i in range(8) if i != 3]
+    grad_out = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
+    for normalize, gain_nan, others_nan in [
+        (lambda x, w: ch.layer_norm(x, 16, w), list(range(16)), []),
+        (lambda x, w: F.batch_norm(x, None, None, w, training=True), [5], [5]),
+    ]:
+        leaf, w = x.clone().requires_grad_(), torch.ones(16, requires_grad=True)
+        grad_x, grad_w = torch.autograd.grad(normalize(leaf, w), (leaf, w), grad_out)
+        assert grad_w.isnan().nonzero().flatten().tolist() == gain_nan
+        assert grad_x[others].isnan().any(0).nonzero().flatten().tolist() == others_nan
+
+
+@pytest.mark.parametrize("form", [range(4, 5), np.array([4]), 4], ids=["range", "numpy", "int"])
+def test_normalized_shape_forms_that_f_layer_norm_refuses_are_accepted(form):
+    x = torch.randn(3, 4)
+    with pytest.raises(TypeError):
+        F.layer_norm(x, form)
+    torch.testing.assert_close(ch.layer_norm(x, form), F.layer_norm(x, (4,)))
 
 
 # ------------------------------------------------------------------ dtypes and bad input

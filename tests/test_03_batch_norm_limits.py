@@ -583,3 +583,24 @@ def test_bias_correction_checker(ch):
 
     report, printed = run_quietly(ch.check_bias_correction, corrected)
     assert report and "FAIL" not in printed
+
+
+def test_recompute_step_statistics_replaces_trained_statistics(ch):
+    # Section 2.1's control: statistics of steps that training did reach are replaced by the
+    # population statistics of the new sequences, step by step, for every member.
+    torch.manual_seed(0)
+    model = ch.EnsembleRNN(["batch", "batch"], hidden=8, max_steps=3).train()
+    mask = torch.ones(2, 16, 3, dtype=torch.bool)
+    mask[:, 4:, 2] = False  # few sequences reach the last step
+    model(torch.randn(2, 16, 3, 1), mask)
+    x = torch.randn(2, 64, 3, 1)
+    model.recompute_step_statistics(x)
+    for member in range(2):
+        h = torch.zeros(64, 8)
+        for t in range(3):
+            a = x[member, :, t] @ model.w_x[member] + h @ model.w_h[member]
+            torch.testing.assert_close(model.batch_norm.running_mean[t, member], a.mean(0))
+            torch.testing.assert_close(model.batch_norm.running_var[t, member], a.var(0))
+            normalized = (a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + model.batch_norm.eps)
+            h = torch.tanh(normalized * model.batch_norm.weight[member] + model.batch_norm.bias[member]
+                           + model.b[member])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -488,3 +489,44 @@ def test_evaluate_batch_larger_than_the_data_is_the_whole_set(ch):
     model = ch.train_mlp(ch.make_mlp("batch", depth=2, width=16), x, y, epochs=1, batch_size=8)
     for mode in ("eval", "train"):
         assert ch.evaluate(model, x, y, mode, batch_size=1000) == ch.evaluate(model, x, y, mode)
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: np.int64(n), lambda n: np.int32(n), lambda n: torch.tensor(n), lambda n: int(n)])
+def test_integer_like_batch_size_and_every_are_accepted(ch, make):
+    x, y = _digits_like(43)  # 5 batches of 8 per epoch
+    steps = []
+    model = ch.train_mlp(ch.make_mlp("batch", depth=2, width=16), x, y, epochs=make(2), batch_size=make(8),
+                         every=make(3), callback=steps.append)
+    assert steps == [0, 3, 6, 9]
+    loss, accuracy = ch.evaluate(model, x[:40], y[:40], mode="train", batch_size=make(8))
+    assert (loss, accuracy) == ch.evaluate(model, x[:40], y[:40], mode="train", batch_size=8)
+
+
+@pytest.mark.parametrize("epochs, words", [
+    (0, "at least 1 epoch, got epochs=0"),
+    (-1, "at least 1 epoch, got epochs=-1"),
+    (1.5, "epochs to be an int, got 1.5"),
+    (True, "epochs to be an int, got True"),
+])
+def test_train_mlp_refuses_fewer_than_one_epoch(ch, epochs, words):
+    x, y = _digits_like(40)
+    with pytest.raises(ValueError, match=words):
+        ch.train_mlp(ch.make_mlp("none"), x, y, epochs=epochs, batch_size=8)
+
+
+@pytest.mark.parametrize("every", [np.float64(2.0), "2", True])
+def test_train_mlp_refuses_non_integer_every(ch, every):
+    x, y = _digits_like(40)
+    with pytest.raises(ValueError, match="every to be an int"):
+        ch.train_mlp(ch.make_mlp("none"), x, y, epochs=1, batch_size=8, every=every, callback=lambda step: None)
+
+
+def test_train_mlp_refuses_an_empty_batch_list(ch):
+    x, y = _digits_like(40)
+    model = ch.make_mlp("none")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"batches\(0, generator\) returned no batch"):
+        ch.train_mlp(model, x, y, epochs=1, batches=lambda epoch, g: [])
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])

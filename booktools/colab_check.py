@@ -43,10 +43,10 @@ from pathlib import Path
 
 import nbformat
 
-from booktools.book import REPO_ROOT, book_config, chapter_notebooks
+from booktools.book import NOTEBOOKS, PUBLIC_NAMES, REPO_ROOT, book_config, chapter_notebooks
 from booktools.colab_pins import PINS_FILE, canonical, parse_pins, pins_header, python_minor
 from booktools.execute import CpuMeter, execute_in_empty_folder
-from booktools.library import library_sources
+from booktools.library import load_library
 
 OUT_DIR = REPO_ROOT / "_build" / "colab-check"
 KERNEL_NAME = "colab-cpu"
@@ -184,21 +184,15 @@ def describe_failure(notebook: nbformat.NotebookNode, error: BaseException,
 
 
 def triton_for_this_torch() -> str:
-    """The Triton release a chapter installs on Colab for this environment's torch.
-
-    Runs the `library` cell that defines ``triton_version_for_torch`` (chapter 6's), so the
-    check installs what the chapter would, not a second copy of its table.
-    """
-    for path in chapter_notebooks():
-        for source in library_sources(path):
-            if "def triton_version_for_torch" in source:
-                namespace: dict = {}
-                exec(compile(source, f"{path.name} (library cell)", "exec"), namespace)
-                version, source_of_version = namespace["triton_version_for_torch"]()
-                if version is None:
-                    raise SystemExit(f"{path.name} names no Triton release for this torch")
-                return version
-    raise SystemExit("no chapter defines triton_version_for_torch")
+    """The Triton release a chapter installs on Colab for this environment's torch: what the
+    chapter's own ``triton_version_for_torch`` answers, not a second copy of its table."""
+    owner = next((stem for stem, names in PUBLIC_NAMES.items() if "triton_version_for_torch" in names), None)
+    if owner is None:
+        raise SystemExit("no chapter defines triton_version_for_torch")
+    version, _ = load_library(NOTEBOOKS / f"{owner}.ipynb").triton_version_for_torch()
+    if version is None:
+        raise SystemExit(f"{owner} names no Triton release for this torch")
+    return version
 
 
 def triton_version_in(folder: Path) -> str:
